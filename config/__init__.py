@@ -1,0 +1,131 @@
+"""Configuration per environment, overridden by the process environment.
+
+`LOYALTY_ENV` picks the class (development, testing, production). `DATABASE_URL`
+sets the database; any `LOYALTY_<NAME>` sets `<NAME>` (JSON values such as numbers
+and booleans are decoded, anything else is taken as a string).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
+
+
+class Config:
+    ENV_NAME = "base"
+    SECRET_KEY = DEFAULT_SECRET_KEY
+    SQLALCHEMY_DATABASE_URI = f"sqlite:///{INSTANCE_DIR / 'loyalty.db'}"
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+
+    # Request bodies larger than this are answered 413 before any parsing.
+    MAX_CONTENT_LENGTH = 1024 * 1024
+
+    SESSION_COOKIE_NAME = "loyalty_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+
+    # Werkzeug's scrypt: memory-hard, parameters stored in each hash so they can be raised later.
+    PASSWORD_HASH_METHOD = "scrypt:32768:8:1"  # noqa: S105 - a method, not a secret
+
+    # Login throttling (flask-limiter syntax); per client address and per account.
+    LOGIN_RATE_LIMIT_PER_ADDRESS = "30 per minute"
+    LOGIN_RATE_LIMIT_PER_ACCOUNT = "10 per minute"
+    SIGNUP_RATE_LIMIT = "20 per hour"
+    # Shared storage (e.g. redis://) makes limits hold across workers and hosts.
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+
+    # How many proxies in front set X-Forwarded-For; 0 trusts none (the client address is the peer).
+    PROXY_COUNT = 0
+
+    LOG_LEVEL = "INFO"
+    LOG_JSON = True
+
+    STRIPE_WEBHOOK_SECRET = ""
+    STRIPE_API_KEY = ""
+
+    API_TITLE = "Loyalty API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    # Served from the swagger_ui_bundle package, so /docs needs no network.
+    OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
+
+    def validate(self) -> None:
+        """Refuse settings that must never reach a running service."""
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    LOG_JSON = False
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    # Cheap hashing keeps the suite fast; the format is the same as in production.
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"  # noqa: S105
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SECRET_KEY = ""
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+
+    def validate(self) -> None:
+        if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY:
+            raise RuntimeError("LOYALTY_SECRET_KEY must be set to a secret of your own in production")
+        if len(self.SECRET_KEY) < 32:
+            raise RuntimeError("LOYALTY_SECRET_KEY must be at least 32 characters long")
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def _decode(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def load_config(name: str | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the configuration for `name` (default: `LOYALTY_ENV`, else development)."""
+    environ = dict(os.environ if environ is None else environ)
+    name = name or environ.get("LOYALTY_ENV") or "development"
+    if name not in CONFIGS:
+        raise RuntimeError(f"unknown LOYALTY_ENV {name!r}; expected one of {', '.join(CONFIGS)}")
+    config = CONFIGS[name]()
+    for key, raw in environ.items():
+        if key.startswith("LOYALTY_") and key != "LOYALTY_ENV":
+            setting = key.removeprefix("LOYALTY_")
+            # Secrets stay strings even when they look like JSON numbers.
+            value = raw if setting.endswith(("SECRET", "SECRET_KEY", "API_KEY")) else _decode(raw)
+            setattr(config, setting, value)
+    if environ.get("DATABASE_URL"):
+        config.SQLALCHEMY_DATABASE_URI = normalise_database_url(environ["DATABASE_URL"])
+    config.validate()
+    return config
+
+
+def normalise_database_url(url: str) -> str:
+    """Route plain postgres URLs through psycopg 3, the driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url

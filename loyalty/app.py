@@ -1,0 +1,127 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from flask import Flask, request, send_from_directory
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import INSTANCE_DIR, load_config
+from loyalty import errors, observability
+from loyalty.extensions import api, db, limiter, login_manager, migrate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def create_app(config_name: str | None = None, overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app for `config_name` (default: `LOYALTY_ENV`); `overrides` win over everything."""
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.from_object(load_config(config_name))
+    app.config.update(overrides or {})
+    if app.config["PROXY_COUNT"]:
+        count = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+
+    # First, so every later hook (the rate limiter's included) runs with a request id.
+    observability.init_app(app)
+    _init_database(app)
+    _init_auth(app)
+    limiter.init_app(app)
+    _init_api(app)
+    errors.init_app(app)
+    app.before_request(_require_json_bodies)
+
+    from loyalty.cli import cli
+
+    app.cli.add_command(cli)
+    return app
+
+
+def _init_database(app: Flask) -> None:
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _configure_sqlite(db.engine)
+
+
+def _configure_sqlite(engine) -> None:
+    """WAL, foreign keys, and transactions we begin ourselves.
+
+    pysqlite's own transaction handling delays BEGIN until the first write and breaks
+    SAVEPOINTs; handing BEGIN to SQLAlchemy fixes both (see SQLAlchemy's pysqlite notes).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        # A writer that must not lose a lock upgrade asks for sqlite_begin="IMMEDIATE".
+        mode = connection.get_execution_options().get("sqlite_begin", "")
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def _init_auth(app: Flask) -> None:
+    from loyalty.auth.models import StaffUser
+    from loyalty.errors import Unauthenticated
+    from loyalty.members.models import Member
+
+    login_manager.init_app(app)
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        kind, _, public_id = user_id.partition(":")
+        model = {"member": Member, "staff": StaffUser}.get(kind)
+        if model is None:
+            return None
+        return db.session.scalar(db.select(model).where(model.public_id == public_id))
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        raise Unauthenticated("Sign in first.")
+
+
+def _init_api(app: Flask) -> None:
+    from loyalty.auth.api import blp as auth_blp
+    from loyalty.members.api import blp as members_blp
+
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        "apiKey", {"type": "http", "scheme": "bearer", "description": "An API key with scopes."}
+    )
+    api.spec.components.security_scheme(
+        "session",
+        {"type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"],
+         "description": "A member or staff session from a login endpoint."},
+    )
+    for blueprint in (auth_blp, members_blp):
+        api.register_blueprint(blueprint)
+
+    @app.get("/docs/assets/<path:filename>")
+    def swagger_ui_assets(filename: str):
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+
+def _require_json_bodies():
+    """The API speaks JSON only. Refusing other bodies also stops cross-site form posts."""
+    if request.method not in _BODY_METHODS or not request.path.startswith("/v1/"):
+        return
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")
+    if has_body and not request.is_json:
+        raise errors.Problem("Send the request body as application/json.", status=415,
+                             code="unsupported_media_type", title="Unsupported media type")

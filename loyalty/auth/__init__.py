@@ -1,0 +1,1 @@
+"""Staff and member authentication, roles, and API keys with scopes."""

@@ -1,0 +1,135 @@
+"""Sign-in for members and staff; administration of staff users and API keys."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_user, logout_user
+from flask_smorest import Blueprint
+
+from loyalty.auth import service
+from loyalty.auth.access import require
+from loyalty.auth.models import StaffUser
+from loyalty.auth.schemas import (
+    ApiKeyCreatedSchema,
+    ApiKeyCreateSchema,
+    ApiKeyListSchema,
+    ApiKeySchema,
+    StaffCreateSchema,
+    StaffListSchema,
+    StaffSchema,
+)
+from loyalty.extensions import db, limiter
+from loyalty.members import service as members
+from loyalty.members.schemas import LoginSchema, MemberSummarySchema
+from loyalty.schemas import ListArgsSchema
+
+blp = Blueprint("auth", __name__, url_prefix="/v1", description="Sign-in and access")
+
+
+def _login_account_key() -> str:
+    """Throttle per account as well as per address, so one address cannot spray many accounts
+    and many addresses cannot hammer one account."""
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    return f"account:{email.strip().lower()[:254]}" if isinstance(email, str) else get_remote_address()
+
+
+def _failed(response) -> bool:
+    return response.status_code == 401
+
+
+# Only failed attempts count, so members who sign in often are never locked out.
+login_limits = limiter.shared_limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"], scope="login-address",
+    deduct_when=_failed,
+)
+login_account_limits = limiter.shared_limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"], scope="login-account",
+    key_func=_login_account_key, deduct_when=_failed,
+)
+
+
+@blp.post("/auth/login")
+@login_limits
+@login_account_limits
+@blp.arguments(LoginSchema)
+@blp.response(200, MemberSummarySchema)
+def member_login(payload: dict):
+    """Sign a member in: sets the session cookie."""
+    member = members.authenticate(payload["email"], payload["password"])
+    db.session.commit()
+    login_user(member)
+    return members.summary(member)
+
+
+@blp.post("/auth/staff/login")
+@login_limits
+@login_account_limits
+@blp.arguments(LoginSchema)
+@blp.response(200, StaffSchema)
+def staff_login(payload: dict):
+    """Sign a staff user in: sets the session cookie."""
+    staff = service.authenticate_staff(payload["email"], payload["password"])
+    db.session.commit()
+    login_user(staff)
+    return staff
+
+
+@blp.post("/auth/logout")
+@blp.response(204)
+def logout():
+    """End the session, member or staff. Idempotent: without a session it still answers 204."""
+    logout_user()
+
+
+@blp.get("/admin/staff")
+@require(scope="admin")
+@blp.arguments(ListArgsSchema, location="query")
+@blp.response(200, StaffListSchema)
+def list_staff(args: dict):
+    """Staff users."""
+    return service.list_staff(**args)
+
+
+@blp.post("/admin/staff")
+@require(scope="admin")
+@blp.arguments(StaffCreateSchema)
+@blp.response(201, StaffSchema)
+def create_staff(payload: dict):
+    """Create a staff user with a role."""
+    staff = service.create_staff(**payload)
+    db.session.commit()
+    return staff
+
+
+@blp.get("/admin/api-keys")
+@require(scope="admin")
+@blp.arguments(ListArgsSchema, location="query")
+@blp.response(200, ApiKeyListSchema)
+def list_api_keys(args: dict):
+    """API keys, without their secrets."""
+    return service.list_api_keys(**args)
+
+
+@blp.post("/admin/api-keys")
+@require(scope="admin")
+@blp.arguments(ApiKeyCreateSchema)
+@blp.response(201, ApiKeyCreatedSchema)
+def create_api_key(payload: dict):
+    """Create an API key. The answer holds the secret; it is never shown again."""
+    creator = current_user if isinstance(current_user, StaffUser) else None
+    key, secret = service.create_api_key(**payload, created_by=creator)
+    db.session.commit()
+    key.secret = secret  # transient: answered once, never stored
+    return key
+
+
+@blp.delete("/admin/api-keys/<string:key_id>")
+@require(scope="admin")
+@blp.response(200, ApiKeySchema)
+def revoke_api_key(key_id: str):
+    """Revoke an API key at once. Revoking twice keeps the first time."""
+    key = service.revoke_api_key(key_id)
+    db.session.commit()
+    return key

@@ -1,0 +1,105 @@
+"""`flask --app wsgi loyalty ...`: operator commands."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from loyalty.auth import service as auth
+from loyalty.auth.models import API_KEY_SCOPES, STAFF_ROLES
+from loyalty.errors import Problem
+from loyalty.extensions import db
+from loyalty.members import service as members
+
+cli = AppGroup("loyalty", help="Loyalty operator commands.")
+
+DEMO_ADMIN_EMAIL = "admin@demo.loyalty.test"
+DEMO_MEMBERS = (
+    ("ada@demo.loyalty.test", "Ada Lovelace", "shop-1001"),
+    ("grace@demo.loyalty.test", "Grace Hopper", "shop-1002"),
+    ("alan@demo.loyalty.test", "Alan Turing", "shop-1003"),
+)
+DEMO_CREDENTIALS_FILE = "demo-credentials.txt"
+
+
+def _fail(problem: Problem) -> None:
+    details = "; ".join(f"{k}: {' '.join(v)}" for k, v in (problem.errors or {}).items())
+    raise click.ClickException(f"{problem.detail} {details}".strip())
+
+
+@cli.command("create-staff")
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice(STAFF_ROLES))
+@click.option("--name", default=None)
+@click.option("--password", default=None, help="Prompted for when omitted (or generated without a terminal).")
+def create_staff(email: str, role: str, name: str | None, password: str | None) -> None:
+    """Create a staff user."""
+    generated = False
+    if password is None:
+        if click.get_text_stream("stdin").isatty():
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            password, generated = secrets.token_urlsafe(12), True
+    if len(password) < 8:
+        raise click.ClickException("The password needs at least 8 characters.")
+    try:
+        staff = auth.create_staff(email=email, role=role, name=name, password=password)
+    except Problem as problem:
+        _fail(problem)
+    db.session.commit()
+    click.echo(f"created staff {staff.public_id} <{staff.email}> role={staff.role}")
+    if generated:
+        click.echo(f"password: {password}")
+
+
+@cli.command("create-api-key")
+@click.option("--name", required=True)
+@click.option("--scopes", required=True, help=f"Comma-separated: {','.join(API_KEY_SCOPES)}")
+def create_api_key(name: str, scopes: str) -> None:
+    """Create an API key and print it once."""
+    try:
+        wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+        key, secret = auth.create_api_key(name=name, scopes=wanted)
+    except Problem as problem:
+        _fail(problem)
+    db.session.commit()
+    click.echo(f"created API key {key.public_id} scopes={key.scopes.replace(' ', ',')}")
+    click.echo(f"key (shown once): {secret}")
+
+
+@cli.command("seed-demo")
+def seed_demo() -> None:
+    """Seed a demo program once: an admin, an API key with every scope, a few members.
+
+    The credentials go to instance/demo-credentials.txt (the key cannot be shown again
+    otherwise) and are printed on every run.
+    """
+    credentials = Path(current_app.instance_path) / DEMO_CREDENTIALS_FILE
+    if auth.find_staff_by_email(DEMO_ADMIN_EMAIL) is None:
+        password = secrets.token_urlsafe(9)
+        auth.create_staff(email=DEMO_ADMIN_EMAIL, role="admin", name="Demo Admin", password=password)
+        _, key = auth.create_api_key(name="demo", scopes=API_KEY_SCOPES)
+        member_password = secrets.token_urlsafe(9)
+        for email, name, external_id in DEMO_MEMBERS:
+            members.enrol(
+                members.NewMember(email=email, name=name, external_id=external_id,
+                                  password=member_password, marketing_consent=True),
+                source="seed",
+            )
+        db.session.commit()
+        credentials.parent.mkdir(parents=True, exist_ok=True)
+        credentials.write_text(
+            f"staff login:  {DEMO_ADMIN_EMAIL} / {password}\n"
+            f"api key:      {key}\n"
+            f"members:      {', '.join(e for e, _, _ in DEMO_MEMBERS)} / {member_password}\n"
+        )
+        credentials.chmod(0o600)
+        click.echo("Seeded the demo program.")
+    else:
+        click.echo("The demo program is already seeded.")
+    if credentials.exists():
+        click.echo(credentials.read_text().rstrip())

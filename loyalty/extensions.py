@@ -1,0 +1,30 @@
+"""The Flask extensions, created once and bound to an app in `create_app`."""
+
+from __future__ import annotations
+
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+
+from loyalty.db import Base
+from loyalty.schemas import ProblemSchema
+
+
+class LoyaltyApi(Api):
+    """flask-smorest, documenting errors as problem+json; `loyalty.errors` answers them."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self) -> None:
+        pass
+
+db = SQLAlchemy(model_class=Base)
+# Batch mode lets Alembic alter tables on SQLite, which has no ALTER COLUMN.
+migrate = Migrate(render_as_batch=True, compare_type=True)
+login_manager = LoginManager()
+# No default limits: only the endpoints that name a limit (login) are throttled.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+api = LoyaltyApi()

@@ -1,0 +1,1 @@
+"""Members: signup, profile, referral codes, consent."""

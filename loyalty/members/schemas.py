@@ -1,0 +1,92 @@
+"""Member request and response shapes."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from loyalty.clock import now
+from loyalty.schemas import ListArgsSchema, StrictSchema
+
+EMAIL = {"validate": validate.Length(max=254)}
+NAME = validate.Length(min=1, max=200)
+PASSWORD = validate.Length(min=8, max=128)
+
+
+def _check_birthday(value: date) -> None:
+    if value > now().date() or value < date(1900, 1, 1):
+        raise ValidationError("Must be a past date after 1900-01-01.")
+
+
+class MemberFieldsSchema(StrictSchema):
+    email = fields.Email(required=True, **EMAIL)
+    name = fields.String(validate=NAME, allow_none=True)
+    birthday = fields.Date(allow_none=True)
+    referral_code = fields.String(validate=validate.Length(min=1, max=16), allow_none=True)
+
+    @validates("birthday")
+    def _birthday(self, value: date | None, **_: object) -> None:
+        if value is not None:
+            _check_birthday(value)
+
+
+class SignupSchema(MemberFieldsSchema):
+    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+    marketing_consent = fields.Boolean(allow_none=True)
+
+
+class EnrolSchema(MemberFieldsSchema):
+    external_id = fields.String(validate=validate.Length(min=1, max=128), allow_none=True)
+    marketing_consent = fields.Boolean(allow_none=True)
+
+
+class LoginSchema(StrictSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
+
+
+class MemberListArgsSchema(ListArgsSchema):
+    email = fields.String(validate=validate.Length(min=1, max=254))
+    external_id = fields.String(validate=validate.Length(min=1, max=128))
+
+
+class TierRefSchema(Schema):
+    code = fields.String()
+    name = fields.String()
+
+
+class NextTierSchema(TierRefSchema):
+    remaining = fields.Integer()
+
+
+class PointsSchema(Schema):
+    available = fields.Integer()
+    pending = fields.Integer()
+    held = fields.Integer()
+    lifetime_earned = fields.Integer()
+
+
+class ExpiringSchema(Schema):
+    points = fields.Integer()
+    expires_at = fields.DateTime()
+
+
+class MemberSummarySchema(Schema):
+    id = fields.String()
+    email = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    status = fields.String()
+    tier = fields.Nested(TierRefSchema, allow_none=True)
+    points = fields.Nested(PointsSchema)
+    next_tier = fields.Nested(NextTierSchema, allow_none=True)
+    expiring = fields.List(fields.Nested(ExpiringSchema))
+    referral_code = fields.String()
+    external_id = fields.String(allow_none=True)
+    birthday = fields.Date(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class MemberPageSchema(Schema):
+    data = fields.List(fields.Nested(MemberSummarySchema))
+    has_more = fields.Boolean()

@@ -1,0 +1,155 @@
+"""Member enrolment, look-up, sign-in and the member summary. Adds and flushes; never commits."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from loyalty.auth.passwords import hash_password, verify_password
+from loyalty.clock import now
+from loyalty.errors import Conflict, NotFound, Problem, ValidationProblem
+from loyalty.extensions import db
+from loyalty.members.models import Member, MemberConsent
+from loyalty.pagination import paginate
+
+# No 0/O, 1/I/L or U/V look-alikes: codes are read aloud and typed from receipts.
+REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
+REFERRAL_CODE_LENGTH = 8
+_REFERRAL_ATTEMPTS = 5
+
+
+class InvalidCredentials(Problem):
+    status, code, title = 401, "invalid_credentials", "Invalid credentials"
+
+
+@dataclass(frozen=True)
+class NewMember:
+    email: str
+    password: str | None = None
+    name: str | None = None
+    birthday: date | None = None
+    external_id: str | None = None
+    referral_code: str | None = None
+    marketing_consent: bool | None = None
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+
+
+def normalise_referral_code(code: str) -> str:
+    return code.strip().upper().replace("-", "").replace(" ", "")
+
+
+def find_by_email(email: str) -> Member | None:
+    return db.session.scalar(select(Member).where(func.lower(Member.email) == email.strip().lower()))
+
+
+def find_by_referral_code(code: str) -> Member | None:
+    return db.session.scalar(
+        select(Member).where(Member.referral_code == normalise_referral_code(code))
+    )
+
+
+def enrol(new: NewMember, *, source: str) -> Member:
+    """Create a member. The unique indexes decide races on email and external id."""
+    referrer = None
+    if new.referral_code:
+        referrer = find_by_referral_code(new.referral_code)
+        if referrer is None or referrer.status == "erased":
+            raise ValidationProblem(errors={"referral_code": ["No member has this referral code."]})
+    for _ in range(_REFERRAL_ATTEMPTS):
+        member = Member(
+            email=new.email.strip(),
+            name=new.name,
+            birthday=new.birthday,
+            external_id=new.external_id,
+            password_hash=hash_password(new.password) if new.password else None,
+            referral_code=new_referral_code(),
+            referred_by_id=referrer.id if referrer else None,
+        )
+        try:
+            with db.session.begin_nested():
+                db.session.add(member)
+        except IntegrityError:
+            _raise_if_taken(new)
+            continue  # only the random referral code collided: draw another
+        if new.marketing_consent is not None:
+            record_consent(member, "marketing_email", new.marketing_consent, source=source)
+        return member
+    raise RuntimeError("could not draw a unique referral code")
+
+
+def _raise_if_taken(new: NewMember) -> None:
+    if find_by_email(new.email) is not None:
+        raise Conflict("A member with this email already exists.",
+                       errors={"email": ["Already registered."]})
+    if new.external_id and db.session.scalar(
+        select(Member.id).where(Member.external_id == new.external_id)
+    ):
+        raise Conflict("A member with this external id already exists.",
+                       errors={"external_id": ["Already registered."]})
+
+
+def record_consent(member: Member, purpose: str, granted: bool, *, source: str) -> MemberConsent:
+    consent = MemberConsent(member_id=member.id, purpose=purpose, granted=granted, source=source)
+    db.session.add(consent)
+    db.session.flush()
+    return consent
+
+
+def authenticate(email: str, password: str) -> Member:
+    member = find_by_email(email)
+    if not verify_password(member.password_hash if member else None, password):
+        raise InvalidCredentials("The email or password is wrong.")
+    if not member.is_active:
+        raise InvalidCredentials("The email or password is wrong.")
+    member.last_login_at = now()
+    return member
+
+
+def get_member(public_id: str) -> Member:
+    member = db.session.scalar(select(Member).where(Member.public_id == public_id))
+    if member is None:
+        raise NotFound("No member has this id.")
+    return member
+
+
+def list_members(
+    *, limit: int, starting_after: str | None = None, email: str | None = None,
+    external_id: str | None = None,
+) -> dict:
+    """A page of members, oldest first, optionally filtered by email or external id."""
+    query = select(Member)
+    if email is not None:
+        query = query.where(func.lower(Member.email) == email.strip().lower())
+    if external_id is not None:
+        query = query.where(Member.external_id == external_id)
+    return paginate(query, Member, limit=limit, starting_after=starting_after)
+
+
+def summary(member: Member) -> dict[str, Any]:
+    """The member summary of the API contract.
+
+    Points and tier are zero and empty until the ledger and tiers exist; they will be
+    read from the ledger's cached balances and the member's tier, never from history.
+    """
+    return {
+        "id": member.public_id,
+        "email": member.email,
+        "name": member.name,
+        "status": member.status,
+        "tier": None,
+        "points": {"available": 0, "pending": 0, "held": 0, "lifetime_earned": 0},
+        "next_tier": None,
+        "expiring": [],
+        "referral_code": member.referral_code,
+        "external_id": member.external_id,
+        "birthday": member.birthday,
+        "created_at": member.created_at,
+    }
