@@ -1,0 +1,185 @@
+"""Fixtures: one migrated database per run (SQLite by default, PostgreSQL when DATABASE_URL
+names it), emptied after every test, and helpers to act as each kind of caller."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from itertools import count
+
+import flask_migrate
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from config import normalise_database_url
+from loyalty import create_app
+from loyalty.auth import service as auth
+from loyalty.extensions import db, limiter
+from loyalty.members import service as members
+
+PASSWORD = "correct horse battery"
+_serial = count(1)
+
+
+def _reset_postgres(url: str) -> None:
+    """Start from an empty schema. Refuses databases that do not look like test databases."""
+    name = make_url(url).database or ""
+    if "test" not in name and "ci" not in name:
+        pytest.exit(f"refusing to wipe {name!r}: DATABASE_URL for tests must name a test or ci database")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if os.environ.get("DATABASE_URL"):
+        url = normalise_database_url(os.environ["DATABASE_URL"])
+        _reset_postgres(url)
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def app(database_uri: str) -> Flask:
+    """The app on a database built by the migrations, as production builds it."""
+    application = create_app("testing", {"SQLALCHEMY_DATABASE_URI": database_uri})
+    with application.app_context():
+        flask_migrate.upgrade()
+    return application
+
+
+@pytest.fixture(autouse=True)
+def _clean_database(app: Flask) -> Iterator[None]:
+    yield
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as connection:
+            for table in reversed(db.metadata.sorted_tables):
+                connection.execute(table.delete())
+    limiter.reset()
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[None]:
+    """An app context for calling services directly."""
+    with app.app_context():
+        yield
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):
+    return app.test_cli_runner()
+
+
+def unique_email(prefix: str = "member") -> str:
+    return f"{prefix}{next(_serial)}@example.test"
+
+
+@pytest.fixture
+def make_member(app: Flask) -> Callable[..., dict]:
+    """Create a member with a password; answers its public id and email."""
+
+    def make(email: str | None = None, **fields) -> dict:
+        with app.app_context():
+            member = members.enrol(
+                members.NewMember(email=email or unique_email(), password=PASSWORD, **fields),
+                source="test",
+            )
+            db.session.commit()
+            return {"id": member.public_id, "email": member.email, "referral_code": member.referral_code}
+
+    return make
+
+
+@pytest.fixture
+def make_staff(app: Flask) -> Callable[[str], dict]:
+    def make(role: str, email: str | None = None) -> dict:
+        with app.app_context():
+            staff = auth.create_staff(email=email or unique_email(role), role=role, password=PASSWORD)
+            db.session.commit()
+            return {"id": staff.public_id, "email": staff.email, "role": staff.role}
+
+    return make
+
+
+@pytest.fixture
+def make_api_key(app: Flask) -> Callable[..., str]:
+    """Create an API key with the given scopes; answers the secret."""
+
+    def make(*scopes: str, revoked: bool = False) -> str:
+        with app.app_context():
+            key, secret = auth.create_api_key(name="test", scopes=scopes)
+            if revoked:
+                auth.revoke_api_key(key.public_id)
+            db.session.commit()
+            return secret
+
+    return make
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def staff_client(app: Flask, make_staff) -> Callable[[str], FlaskClient]:
+    """A client signed in as a new staff user of the given role."""
+
+    def signed_in(role: str) -> FlaskClient:
+        staff = make_staff(role)
+        client = app.test_client()
+        response = client.post("/v1/auth/staff/login", json={"email": staff["email"], "password": PASSWORD})
+        assert response.status_code == 200
+        return client
+
+    return signed_in
+
+
+@pytest.fixture
+def member_client(app: Flask, make_member) -> Callable[[], tuple[FlaskClient, dict]]:
+    """A client signed in as a new member."""
+
+    def signed_in() -> tuple[FlaskClient, dict]:
+        member = make_member()
+        client = app.test_client()
+        response = client.post("/v1/auth/login", json={"email": member["email"], "password": PASSWORD})
+        assert response.status_code == 200
+        return client, member
+
+    return signed_in
+
+
+@pytest.fixture
+def row_counts(app: Flask) -> Callable[[], dict[str, int]]:
+    """Rows per table: compare before and after a request to prove it changed nothing."""
+
+    def counts() -> dict[str, int]:
+        with app.app_context():
+            names = inspect(db.engine).get_table_names()
+            tables = [t for t in db.metadata.sorted_tables if t.name in names]
+            return {t.name: db.session.scalar(select(func.count()).select_from(t)) for t in tables}
+
+    return counts
+
+
+def assert_problem(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == f"urn:loyalty:problem:{code}"
+    assert body["title"] and body["detail"]
+    return body
