@@ -66,11 +66,13 @@ def _clean_database(app: Flask) -> Iterator[None]:
 
 
 @pytest.fixture
-def ctx(app: Flask) -> Iterator[None]:
-    """An app context for calling services directly."""
-    with app.app_context():
-        yield
-        db.session.remove()
+def in_app(app: Flask):
+    """`with in_app(): ...` calls services directly, in a context of its own.
+
+    Never hold one open around client requests: a request reuses an active app context,
+    and with it that context's session and its (possibly stale) transaction.
+    """
+    return app.app_context
 
 
 @pytest.fixture

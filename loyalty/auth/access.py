@@ -2,7 +2,7 @@
 
 A caller is an API key (`Authorization: Bearer ...`), a staff session or a member
 session. `@require(...)` names what an endpoint accepts: API-key scopes, staff roles
-(admin is always accepted) and whether a member session will do. No credentials
+(admins wherever any staff or key may) and whether a member session will do. No credentials
 answer 401; credentials of the wrong kind, role or scope answer 403.
 """
 
@@ -74,19 +74,23 @@ def current_principal() -> Principal | None:
     return principal
 
 
-def is_allowed(principal: Principal, *, scope: str | None, roles: Iterable[str], member: bool) -> bool:
+def is_allowed(principal: Principal, *, scope: str | None, roles: tuple[str, ...], member: bool) -> bool:
     if principal.kind == "api_key":
         return scope is not None and scope in principal.scopes
     if principal.kind == "staff":
-        return principal.role == "admin" or principal.role in roles
+        return principal.role in roles
     return member
 
 
 def require(
     *, scope: str | None = None, roles: Iterable[str] = (), member: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Guard a view; also documents the accepted credentials in the OpenAPI spec."""
-    roles = tuple(roles)
+    """Guard a view; also documents the accepted credentials in the OpenAPI spec.
+
+    Staff admins may use every endpoint that staff or API keys may; a member-only
+    endpoint (`require(member=True)`) is for members alone.
+    """
+    roles = ("admin", *roles) if (roles or scope) else ()
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -105,15 +109,14 @@ def require(
 
 
 def _document(view: Any, *, scope: str | None, roles: tuple[str, ...], member: bool) -> None:
-    accepted = ["a staff session with role " + " or ".join(("admin", *roles))]
-    if scope:
-        accepted.insert(0, f"an API key with scope `{scope}`")
+    accepted = [f"an API key with scope `{scope}`"] if scope else []
+    if roles:
+        accepted.append("a staff session with role " + " or ".join(roles))
     if member:
         accepted.append("a member session")
     apidoc = deepcopy(getattr(view, "_apidoc", {}))
     manual = apidoc.setdefault("manual_doc", {})
-    # Staff admins are always accepted, so the session cookie is always an option.
-    manual["security"] = ([{"apiKey": []}] if scope else []) + [{"session": []}]
+    manual["security"] = ([{"apiKey": []}] if scope else []) + ([{"session": []}] if roles or member else [])
     accepts = "Accepts " + "; ".join(accepted) + "."
     manual["description"] = f"{manual.get('description', '')}\n\n{accepts}".strip()
     view._apidoc = apidoc
