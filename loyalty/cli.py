@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 
 import click
@@ -40,7 +41,7 @@ def create_staff(email: str, role: str, name: str | None, password: str | None) 
     """Create a staff user."""
     generated = False
     if password is None:
-        if click.get_text_stream("stdin").isatty():
+        if sys.stdin.isatty():
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         else:
             password, generated = secrets.token_urlsafe(12), True

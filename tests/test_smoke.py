@@ -1,4 +1,0 @@
-def test_healthz_answers_ok(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
