@@ -7,7 +7,9 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_smorest import Api
+from flask_smorest import Blueprint as SmorestBlueprint
 from flask_sqlalchemy import SQLAlchemy
+from webargs.flaskparser import FlaskParser
 
 from loyalty.db import Base
 from loyalty.schemas import ProblemSchema
@@ -20,6 +22,20 @@ class LoyaltyApi(Api):
 
     def _register_error_handlers(self) -> None:
         pass
+
+class StrictParser(FlaskParser):
+    """Query strings, like bodies, are judged by the schema, which refuses unknown fields."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": None, "querystring": None
+    }
+
+
+class Blueprint(SmorestBlueprint):
+    """The blueprint every domain's api.py uses."""
+
+    ARGUMENTS_PARSER = StrictParser()
+
 
 db = SQLAlchemy(model_class=Base)
 # Batch mode lets Alembic alter tables on SQLite, which has no ALTER COLUMN.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
-from flask_smorest import Blueprint
 
 from loyalty.auth import service
 from loyalty.auth.access import require
@@ -19,7 +18,7 @@ from loyalty.auth.schemas import (
     StaffListSchema,
     StaffSchema,
 )
-from loyalty.extensions import db, limiter
+from loyalty.extensions import Blueprint, db, limiter
 from loyalty.members import service as members
 from loyalty.members.schemas import LoginSchema, MemberSummarySchema
 from loyalty.schemas import ListArgsSchema

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from flask import current_app
 from flask_login import current_user, login_user
-from flask_smorest import Blueprint
 
 from loyalty.auth.access import require
-from loyalty.extensions import db, limiter
+from loyalty.extensions import Blueprint, db, limiter
 from loyalty.members import service
 from loyalty.members.schemas import (
     EnrolSchema,
@@ -19,7 +18,7 @@ from loyalty.members.schemas import (
 
 blp = Blueprint("members", __name__, url_prefix="/v1", description="Members")
 
-SERVER_READERS = ("support",)
+MEMBER_STAFF = ("support",)
 
 
 @blp.post("/signup")
@@ -43,7 +42,7 @@ def me():
 
 
 @blp.post("/members")
-@require(scope="members:write", roles=SERVER_READERS)
+@require(scope="members:write", roles=MEMBER_STAFF)
 @blp.arguments(EnrolSchema)
 @blp.response(201, MemberSummarySchema)
 def enrol(payload: dict):
@@ -54,7 +53,7 @@ def enrol(payload: dict):
 
 
 @blp.get("/members")
-@require(scope="members:read", roles=SERVER_READERS)
+@require(scope="members:read", roles=MEMBER_STAFF)
 @blp.arguments(MemberListArgsSchema, location="query")
 @blp.response(200, MemberPageSchema)
 def list_members(args: dict):
@@ -64,7 +63,7 @@ def list_members(args: dict):
 
 
 @blp.get("/members/<string:member_id>")
-@require(scope="members:read", roles=SERVER_READERS)
+@require(scope="members:read", roles=MEMBER_STAFF)
 @blp.response(200, MemberSummarySchema)
 def get_member(member_id: str):
     """One member's summary."""

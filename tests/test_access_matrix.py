@@ -1,0 +1,235 @@
+"""Who may call each guarded endpoint: the access matrix as a table.
+
+`ALLOWED` names, per endpoint, every credential that succeeds. Every other credential is
+refused: 401 when it identifies nobody (none, an unknown or revoked key, a header that is not
+`Bearer <key>`), 403 when it identifies a caller of the wrong kind, scope or role. A refused
+request changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from loyalty.auth.access import hash_api_key
+from loyalty.auth.models import ApiKey
+from loyalty.extensions import db
+from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
+
+# --- The callers -------------------------------------------------------------------------------
+
+# Credentials that identify nobody, and the code access.py answers them with.
+UNAUTHENTICATED: dict[str, str] = {
+    "anonymous": "unauthenticated",
+    "unknown_key": "invalid_api_key",
+    "malformed_header": "unauthenticated",
+    "revoked_key": "invalid_api_key",
+}
+KEYS = ("key:members:read", "key:members:write", "key:checkout", "key:admin")
+MEMBER = "member"
+STAFF = ("staff:admin", "staff:manager", "staff:support", "staff:analyst")
+CREDENTIALS: tuple[str, ...] = (*UNAUTHENTICATED, *KEYS, MEMBER, *STAFF)
+
+# --- The specification -------------------------------------------------------------------------
+
+ADMINS = frozenset({"key:admin", "staff:admin"})
+MEMBER_READERS = frozenset({"key:members:read", "staff:support", "staff:admin"})
+MEMBER_WRITERS = frozenset({"key:members:write", "staff:support", "staff:admin"})
+
+ALLOWED: dict[str, frozenset[str]] = {
+    "GET /v1/me": frozenset({MEMBER}),
+    "POST /v1/members": MEMBER_WRITERS,
+    "GET /v1/members": MEMBER_READERS,
+    "GET /v1/members/{id}": MEMBER_READERS,
+    "GET /v1/admin/staff": ADMINS,
+    "POST /v1/admin/staff": ADMINS,
+    "GET /v1/admin/api-keys": ADMINS,
+    "POST /v1/admin/api-keys": ADMINS,
+    "DELETE /v1/admin/api-keys/{id}": ADMINS,
+}
+
+# Endpoints anyone may call; every other /v1 endpoint must appear in ALLOWED.
+PUBLIC = frozenset({"POST /v1/signup", "POST /v1/auth/login", "POST /v1/auth/staff/login",
+                    "POST /v1/auth/logout"})
+
+# --- Calling an endpoint -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Caller:
+    client: FlaskClient
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    json: dict | None = None
+
+
+def _request_for(endpoint: str, make_member, make_api_key, api_key_id) -> Request:
+    """A request to `endpoint` with a valid body and an existing target."""
+    method, path = endpoint.split(" ", 1)
+    if "{id}" in path:
+        target = (make_member()["id"] if path.startswith("/v1/members/")
+                  else api_key_id(make_api_key("checkout")))
+        path = path.replace("{id}", target)
+    bodies = {
+        "POST /v1/members": lambda: {"email": unique_email("enrolled")},
+        "POST /v1/admin/staff": lambda: {"email": unique_email("staff"), "role": "analyst",
+                                         "password": PASSWORD},
+        "POST /v1/admin/api-keys": lambda: {"name": "shop server", "scopes": ["checkout"]},
+    }
+    body = bodies[endpoint]() if endpoint in bodies else None
+    return Request(method, path, body)
+
+
+def _send(caller: Caller, request: Request):
+    return caller.client.open(request.path, method=request.method, json=request.json,
+                              headers=caller.headers)
+
+
+def _success_status(endpoint: str) -> int:
+    return 201 if endpoint.startswith("POST ") else 200
+
+
+def _cases(wanted: Callable[[str, str], bool]) -> list:
+    return [
+        pytest.param(endpoint, credential, id=f"{endpoint} as {credential}")
+        for endpoint in ALLOWED for credential in CREDENTIALS if wanted(endpoint, credential)
+    ]
+
+
+# --- Fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def api_key_id(app: Flask) -> Callable[[str], str]:
+    """The public id of the key with this secret."""
+
+    def find(secret: str) -> str:
+        with app.app_context():
+            return db.session.scalar(
+                select(ApiKey.public_id).where(ApiKey.key_hash == hash_api_key(secret))
+            )
+
+    return find
+
+
+@pytest.fixture
+def state(app: Flask, row_counts) -> Callable[[], tuple[dict[str, int], set[str]]]:
+    """What a refused request must leave alone: rows per table and which keys are revoked."""
+
+    def snapshot() -> tuple[dict[str, int], set[str]]:
+        with app.app_context():
+            revoked = set(db.session.scalars(
+                select(ApiKey.public_id).where(ApiKey.revoked_at.is_not(None))
+            ))
+        return row_counts(), revoked
+
+    return snapshot
+
+
+@pytest.fixture
+def caller_as(app: Flask, make_api_key, staff_client, member_client) -> Callable[[str], Caller]:
+    """A client and headers presenting the named credential."""
+
+    def build(credential: str) -> Caller:
+        if credential == "anonymous":
+            return Caller(app.test_client(), {})
+        if credential == "unknown_key":
+            return Caller(app.test_client(), bearer("lk_this-key-was-never-issued"))
+        if credential == "malformed_header":
+            return Caller(app.test_client(), {"Authorization": "Basic abc"})
+        if credential == "revoked_key":
+            return Caller(app.test_client(), bearer(make_api_key("admin", revoked=True)))
+        if credential in KEYS:
+            return Caller(app.test_client(), bearer(make_api_key(credential.removeprefix("key:"))))
+        if credential == MEMBER:
+            return Caller(member_client()[0], {})
+        if credential in STAFF:
+            return Caller(staff_client(credential.removeprefix("staff:")), {})
+        raise AssertionError(f"unknown credential {credential}")
+
+    return build
+
+
+@pytest.fixture
+def request_to(make_member, make_api_key, api_key_id) -> Callable[[str], Request]:
+    return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id)
+
+
+# --- The table itself --------------------------------------------------------------------------
+
+def test_every_credential_kind_is_named_once():
+    assert len(set(CREDENTIALS)) == len(CREDENTIALS) == 13
+    assert all(allowed <= set(CREDENTIALS) for allowed in ALLOWED.values())
+
+
+def test_the_table_covers_every_guarded_endpoint(app: Flask):
+    routes = {
+        f"{method} {rule.rule.replace('<string:member_id>', '{id}').replace('<string:key_id>', '{id}')}"
+        for rule in app.url_map.iter_rules() if rule.rule.startswith("/v1/")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    assert routes - PUBLIC == set(ALLOWED)
+
+
+# --- The matrix --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("endpoint", "credential"),
+                         _cases(lambda endpoint, credential: credential in UNAUTHENTICATED))
+def test_credentials_that_identify_nobody_are_answered_401(endpoint, credential, caller_as, request_to,
+                                                           state):
+    caller = caller_as(credential)
+    request = request_to(endpoint)
+    before = state()
+
+    response = _send(caller, request)
+
+    assert_problem(response, 401, UNAUTHENTICATED[credential])
+    assert state() == before
+
+
+@pytest.mark.parametrize(("endpoint", "credential"), _cases(
+    lambda endpoint, credential: credential not in UNAUTHENTICATED and credential not in ALLOWED[endpoint]
+))
+def test_credentials_outside_the_allowed_set_are_answered_403(endpoint, credential, caller_as, request_to,
+                                                              state):
+    caller = caller_as(credential)
+    request = request_to(endpoint)
+    before = state()
+
+    response = _send(caller, request)
+
+    assert_problem(response, 403, "forbidden")
+    assert state() == before
+
+
+@pytest.mark.parametrize(("endpoint", "credential"),
+                         _cases(lambda endpoint, credential: credential in ALLOWED[endpoint]))
+def test_allowed_credentials_succeed(endpoint, credential, caller_as, request_to):
+    caller = caller_as(credential)
+    request = request_to(endpoint)
+
+    response = _send(caller, request)
+
+    assert response.status_code == _success_status(endpoint), response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+
+
+# --- Precedence --------------------------------------------------------------------------------
+
+def test_an_authorization_header_wins_over_a_staff_admin_session(staff_client, state):
+    admin_session = staff_client("admin")
+    before = state()
+
+    response = admin_session.post("/v1/admin/api-keys", json={"name": "x", "scopes": ["admin"]},
+                                  headers=bearer("lk_this-key-was-never-issued"))
+
+    assert_problem(response, 401, "invalid_api_key")
+    assert state() == before
