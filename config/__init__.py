@@ -45,6 +45,9 @@ class Config:
     # How many proxies in front set X-Forwarded-For; 0 trusts none (the client address is the peer).
     PROXY_COUNT = 0
 
+    # The member summary lists points expiring within this many days.
+    EXPIRING_SOON_DAYS = 30
+
     LOG_LEVEL = "INFO"
     LOG_JSON = True
 

@@ -54,10 +54,12 @@ def _init_database(app: Flask) -> None:
 
 
 def _configure_sqlite(engine) -> None:
-    """WAL, foreign keys, and transactions we begin ourselves.
+    """WAL, foreign keys, and transactions that take the writer lock when they begin.
 
-    pysqlite's own transaction handling delays BEGIN until the first write and breaks
-    SAVEPOINTs; handing BEGIN to SQLAlchemy fixes both (see SQLAlchemy's pysqlite notes).
+    pysqlite's own handling delays BEGIN until the first write and breaks SAVEPOINTs, and a
+    deferred BEGIN that read first fails its lock upgrade ("database is locked") when another
+    writer got there in between. So SQLAlchemy begins, and always IMMEDIATE: one writer at a
+    time, queued by busy_timeout. That is SQLite's model anyway; PostgreSQL is for concurrency.
     """
 
     @event.listens_for(engine, "connect")
@@ -71,9 +73,7 @@ def _configure_sqlite(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        # A writer that must not lose a lock upgrade asks for sqlite_begin="IMMEDIATE".
-        mode = connection.get_execution_options().get("sqlite_begin", "")
-        connection.exec_driver_sql(f"BEGIN {mode}".strip())
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _init_auth(app: Flask) -> None:

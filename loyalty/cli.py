@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from loyalty.auth import service as auth
 from loyalty.auth.models import API_KEY_SCOPES, STAFF_ROLES
 from loyalty.errors import Problem
 from loyalty.extensions import db
+from loyalty.ledger import verify as ledger_verify
 from loyalty.members import service as members
 
 cli = AppGroup("loyalty", help="Loyalty operator commands.")
@@ -104,3 +106,26 @@ def seed_demo() -> None:
         click.echo("The demo program is already seeded.")
     if credentials.exists():
         click.echo(credentials.read_text().rstrip())
+
+
+ledger_cli = AppGroup("ledger", help="The points ledger.")
+cli.add_command(ledger_cli)
+
+
+@ledger_cli.command("verify")
+def verify_ledger() -> None:
+    """Check every ledger invariant over the whole database; exit 1 on any breach."""
+    started = time.perf_counter()
+    results = ledger_verify.verify(db.session)
+    for result in results:
+        click.echo(f"{'ok' if result.ok else 'BREACH':6} {result.check.name}: {result.check.description}")
+        if not result.ok:
+            click.echo(f"       {result.breaches} breaching rows; first {len(result.examples)}:")
+            for example in result.examples:
+                click.echo(f"         {example}")
+    totals = ledger_verify.program_totals(db.session)
+    click.echo("program totals: " + ", ".join(f"{kind}={total}" for kind, total in totals.items()))
+    breaches = [r for r in results if not r.ok]
+    click.echo(f"{len(results)} checks, {len(breaches)} breached, in {time.perf_counter() - started:.2f} s")
+    if breaches:
+        sys.exit(1)

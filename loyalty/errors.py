@@ -80,6 +80,26 @@ class Conflict(Problem):
     status, code, title = 409, "conflict", "Conflict"
 
 
+class InsufficientPoints(Problem):
+    status, code, title = 409, "insufficient_points", "Insufficient points"
+
+
+class MemberSuspended(Problem):
+    status, code, title = 409, "member_suspended", "Member suspended"
+
+
+class HoldExpired(Problem):
+    status, code, title = 409, "hold_expired", "Hold expired"
+
+
+class RedemptionNotHeld(Problem):
+    status, code, title = 409, "redemption_not_held", "Not held"
+
+
+class IdempotencyKeyReused(Problem):
+    status, code, title = 409, "idempotency_key_reused", "Idempotency key reused"
+
+
 def problem_body(
     status: int, code: str, title: str, detail: str, errors: Mapping[str, list[str]] | None = None
 ) -> dict[str, Any]:

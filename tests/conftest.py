@@ -54,14 +54,29 @@ def app(database_uri: str) -> Flask:
     return application
 
 
+def empty_all_tables(connection) -> None:
+    """Delete every row, journal included, past the triggers that keep the journal insert-only."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")  # triggers off
+        triggers = []
+    else:
+        triggers = connection.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").all()
+        for name, _ in triggers:
+            connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    for table in reversed(db.metadata.sorted_tables):
+        connection.execute(table.delete())
+    for _, sql in triggers:
+        connection.exec_driver_sql(sql)
+
+
 @pytest.fixture(autouse=True)
 def _clean_database(app: Flask) -> Iterator[None]:
     yield
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as connection:
-            for table in reversed(db.metadata.sorted_tables):
-                connection.execute(table.delete())
+            empty_all_tables(connection)
     limiter.reset()
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +15,7 @@ from loyalty.auth.passwords import hash_password, verify_password
 from loyalty.clock import now
 from loyalty.errors import Conflict, NotFound, Problem, ValidationProblem
 from loyalty.extensions import db
+from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member, MemberConsent
 from loyalty.pagination import paginate
 
@@ -79,6 +81,7 @@ def enrol(new: NewMember, *, source: str) -> Member:
         except IntegrityError:
             _raise_if_taken(new)
             continue  # only the random referral code collided: draw another
+        Ledger(db.session).open_accounts(member.id)
         if new.marketing_consent is not None:
             record_consent(member, "marketing_email", new.marketing_consent, source=source)
         return member
@@ -134,20 +137,23 @@ def list_members(
 
 
 def summary(member: Member) -> dict[str, Any]:
-    """The member summary of the API contract.
-
-    Points and tier are zero and empty until the ledger and tiers exist; they will be
-    read from the ledger's cached balances and the member's tier, never from history.
-    """
+    """The member summary of the API contract. Points come from the ledger's cached balances,
+    never from summing history. Tier fields stay empty until tiers exist."""
+    ledger = Ledger(db.session)
+    balances = ledger.balances(member.id)
+    moment = now()
+    soon = moment + timedelta(days=current_app.config["EXPIRING_SOON_DAYS"])
     return {
         "id": member.public_id,
         "email": member.email,
         "name": member.name,
         "status": member.status,
         "tier": None,
-        "points": {"available": 0, "pending": 0, "held": 0, "lifetime_earned": 0},
+        "points": {"available": balances.available, "pending": balances.pending, "held": balances.held,
+                   "lifetime_earned": balances.lifetime_earned},
         "next_tier": None,
-        "expiring": [],
+        "expiring": [{"points": e.points, "expires_at": e.expires_at}
+                     for e in ledger.expiring(member.id, moment, soon)],
         "referral_code": member.referral_code,
         "external_id": member.external_id,
         "birthday": member.birthday,

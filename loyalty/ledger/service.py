@@ -1,0 +1,574 @@
+"""The ledger service: the only code that moves points.
+
+Every movement follows the same steps: lock the member's accounts (in id order, so two
+movements never deadlock), replay the first result if the caller's reference was seen before,
+check, then write one journal transaction whose postings sum to zero, update the cached
+balances and the lots. It adds and flushes; the caller commits. No Flask here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import column, func, select, table
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loyalty.errors import (
+    Conflict,
+    HoldExpired,
+    IdempotencyKeyReused,
+    InsufficientPoints,
+    MemberSuspended,
+    NotFound,
+    RedemptionNotHeld,
+    ValidationProblem,
+)
+from loyalty.ledger.models import (
+    ACCOUNT_KINDS,
+    MEMBER_ACCOUNTS,
+    Account,
+    Hold,
+    JournalTransaction,
+    Lot,
+    LotMovement,
+    Posting,
+)
+
+# The ledger reads a member's status without importing the members package (which needs Flask).
+_members = table("members", column("id"), column("status"))
+
+EARN_KINDS = ("earn", "bonus")
+REVERSIBLE_KINDS = ("earn", "bonus", "adjust")
+MAX_POINTS = 10**12
+
+
+@dataclass(frozen=True)
+class Balances:
+    available: int = 0
+    pending: int = 0
+    held: int = 0
+    lifetime_earned: int = 0
+
+
+@dataclass(frozen=True)
+class Expiring:
+    points: int
+    expires_at: datetime
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()
+
+
+def _positive(points: int, field: str = "points") -> None:
+    if not isinstance(points, int) or isinstance(points, bool) or not 0 < points <= MAX_POINTS:
+        raise ValidationProblem(errors={field: [f"Must be a whole number from 1 to {MAX_POINTS}."]})
+
+
+def _is_live(lot: Lot, now: datetime) -> bool:
+    return lot.expires_at is None or lot.expires_at > now
+
+
+class _Movement:
+    """One transaction being written: its postings and lot movements, applied to the locked rows."""
+
+    def __init__(self, ledger: Ledger, accounts: dict[str, Account]) -> None:
+        self.ledger = ledger
+        self.accounts = accounts
+        self.legs: dict[str, int] = {}
+        self.lot_changes: list[tuple[Lot, int]] = []
+
+    def move(self, source: str, destination: str, points: int) -> None:
+        if points:
+            self.legs[source] = self.legs.get(source, 0) - points
+            self.legs[destination] = self.legs.get(destination, 0) + points
+
+    def change_lot(self, lot: Lot, amount: int) -> None:
+        lot.remaining += amount
+        self.lot_changes.append((lot, amount))
+
+    def write(self, member_id: int, kind: str, *, reference: str, request_hash: str, description: str,
+              **fields: Any) -> JournalTransaction:
+        member_change = 0
+        for kind_of_account, amount in self.legs.items():
+            account = self.accounts[kind_of_account]
+            account.balance += amount
+            if kind_of_account in MEMBER_ACCOUNTS:
+                member_change += amount
+                if account.balance < 0:  # callers check first; this is the last line of defence
+                    raise InsufficientPoints("The member does not have enough points.")
+        # A shortfall-only clawback moves nothing but is still recorded with two zero postings.
+        legs = self.legs or {"issued": 0, "available": 0}
+        txn = JournalTransaction(
+            member_id=member_id, kind=kind, points=member_change, reference=reference,
+            request_hash=request_hash, description=description[:500],
+            available_after=self.accounts["available"].balance,
+            pending_after=self.accounts["pending"].balance,
+            held_after=self.accounts["held"].balance, **fields,
+        )
+        session = self.ledger.session
+        session.add(txn)
+        try:
+            session.flush()
+        except IntegrityError:
+            # Only the reference is unique here: another member's movement already took it.
+            raise IdempotencyKeyReused("This reference was already used for another movement.") from None
+        session.add_all(Posting(transaction_id=txn.id, account_id=self.accounts[k].id, amount=a)
+                        for k, a in legs.items())
+        session.add_all(LotMovement(transaction_id=txn.id, lot_id=lot.id, amount=amount)
+                        for lot, amount in self.lot_changes if amount)
+        return txn
+
+
+class Ledger:
+    """Moves points for one unit of work (a request or a job batch) on `session`."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- accounts, locking and idempotency -----------------------------------------------------
+
+    def open_accounts(self, member_id: int) -> None:
+        """Give a new member their accounts; called once, when the member is enrolled."""
+        self.session.add_all(Account(member_id=member_id, kind=kind, balance=0) for kind in ACCOUNT_KINDS)
+        self.session.flush()
+
+    def _lock(self, member_id: int) -> tuple[dict[str, Account], str]:
+        """Lock the member's accounts in id order; answer them with the member's status.
+
+        PostgreSQL: SELECT ... FOR UPDATE. SQLite: every transaction begins IMMEDIATE (see
+        loyalty.app), so the writer lock is already ours.
+        """
+        query = (
+            select(Account, _members.c.status)
+            .join(_members, _members.c.id == Account.member_id)
+            .where(Account.member_id == member_id)
+            .order_by(Account.id)
+            .execution_options(populate_existing=True)
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(of=Account)
+        rows = self.session.execute(query).all()
+        if not rows:
+            raise NotFound("No member has this id.")
+        return {account.kind: account for account, _ in rows}, rows[0][1]
+
+    def _replay(self, reference: str, request_hash: str) -> JournalTransaction | None:
+        txn = self.session.scalar(select(JournalTransaction).where(JournalTransaction.reference == reference))
+        if txn is not None and txn.request_hash != request_hash:
+            raise IdempotencyKeyReused("This reference was already used with other details.")
+        return txn
+
+    @staticmethod
+    def _refuse_if_erased(status: str) -> None:
+        if status == "erased":
+            raise Conflict("The member's account was erased.", code="member_erased")
+
+    @classmethod
+    def _refuse_unless_active(cls, status: str) -> None:
+        """Suspended members keep their points but may not spend them."""
+        if status == "suspended":
+            raise MemberSuspended("The member is suspended and cannot spend points.")
+        cls._refuse_if_erased(status)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def balances(self, member_id: int) -> Balances:
+        """From the cached account rows: one indexed read, whatever the history's length."""
+        rows = dict(self.session.execute(
+            select(Account.kind, Account.balance).where(Account.member_id == member_id)
+        ).all())
+        return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
+                        -rows.get("issued", 0))
+
+    def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5) -> list[Expiring]:
+        """Available points that expire before `until`, soonest first, grouped by moment."""
+        rows = self.session.execute(
+            select(Lot.expires_at, func.sum(Lot.remaining))
+            .where(Lot.member_id == member_id, Lot.status == "active", Lot.expires_at > now,
+                   Lot.expires_at <= until)
+            .group_by(Lot.expires_at).order_by(Lot.expires_at).limit(limit)
+        ).all()
+        return [Expiring(int(points), expires_at) for expires_at, points in rows]
+
+    def get_transaction(self, public_id: str) -> JournalTransaction:
+        txn = self.session.scalar(select(JournalTransaction).where(JournalTransaction.public_id == public_id))
+        if txn is None:
+            raise NotFound("No transaction has this id.")
+        return txn
+
+    def get_hold(self, public_id: str) -> Hold:
+        hold = self.session.scalar(select(Hold).where(Hold.public_id == public_id))
+        if hold is None:
+            raise NotFound("No hold has this id.")
+        return hold
+
+    def history(self, member_id: int, *, limit: int, starting_after: str | None = None) -> dict:
+        """The member's journal, newest first, one page at a time."""
+        query = select(JournalTransaction).where(JournalTransaction.member_id == member_id)
+        if starting_after:
+            cursor = self.session.scalar(select(JournalTransaction.id).where(
+                JournalTransaction.public_id == starting_after, JournalTransaction.member_id == member_id))
+            if cursor is None:
+                raise ValidationProblem(errors={"starting_after": ["No such id in this list."]})
+            query = query.where(JournalTransaction.id < cursor)
+        rows = list(self.session.scalars(query.order_by(JournalTransaction.id.desc()).limit(limit + 1)))
+        return {"data": rows[:limit], "has_more": len(rows) > limit}
+
+    # --- lots ----------------------------------------------------------------------------------
+
+    def _lots(self, member_id: int, *conditions: Any) -> list[Lot]:
+        return list(self.session.scalars(
+            select(Lot).where(Lot.member_id == member_id, *conditions)
+            .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+            .execution_options(populate_existing=True)
+        ))
+
+    def _settle(self, member_id: int, accounts: dict[str, Account], now: datetime) -> list[JournalTransaction]:
+        """Activate due pending lots, then expire due ones, so what is spent next is current."""
+        done = []
+        for lot in self._lots(member_id, Lot.status == "pending", Lot.activates_at <= now):
+            if lot.remaining == 0:  # all clawed back inside the return window
+                lot.status = "spent"
+                continue
+            movement = _Movement(self, accounts)
+            movement.move("pending", "available", lot.remaining)
+            lot.status = "active"
+            source = self.session.get(JournalTransaction, lot.transaction_id)
+            done.append(movement.write(
+                member_id, "activate", reference=f"activate:{lot.public_id}",
+                request_hash=_fingerprint("activate", lot.public_id), related_id=source.id,
+                order_id=source.order_id,
+                description=f"{lot.remaining} points from {source.description} are now available",
+            ))
+        for lot in self._lots(member_id, Lot.status == "active", Lot.expires_at <= now):
+            movement = _Movement(self, accounts)
+            points = lot.remaining
+            movement.move("available", "expired", points)
+            movement.change_lot(lot, -points)
+            lot.status = "expired"
+            done.append(movement.write(
+                member_id, "expire", reference=f"expire:{lot.public_id}",
+                request_hash=_fingerprint("expire", lot.public_id), related_id=lot.transaction_id,
+                description=f"{points} points expired (earned {lot.created_at:%Y-%m-%d})",
+            ))
+        return done
+
+    def _spend_lots(self, movement: _Movement, member_id: int, points: int,
+                    exclude: Lot | None = None) -> int:
+        """Take up to `points` from active lots, soonest-expiring first; answer what was taken."""
+        taken = 0
+        for lot in self._lots(member_id, Lot.status == "active", Lot.remaining > 0):
+            if taken == points:
+                break
+            if lot is exclude:
+                continue
+            take = min(lot.remaining, points - taken)
+            movement.change_lot(lot, -take)
+            if lot.remaining == 0:
+                lot.status = "spent"
+            taken += take
+        return taken
+
+    def _return_to_lots(self, movement: _Movement, allocations: Iterable[tuple[Lot, int]], source: str,
+                        now: datetime) -> int:
+        """Give points back to the lots they came from. Points whose lot has expired meanwhile
+        expire now rather than come back to life. Answers the points that came back."""
+        returned = 0
+        for lot, points in allocations:
+            movement.change_lot(lot, points)
+            if _is_live(lot, now):
+                lot.status = "active"
+                movement.move(source, "available", points)
+                returned += points
+            else:
+                movement.change_lot(lot, -points)
+                movement.move(source, "expired", points)
+        return returned
+
+    def _allocations(self, transaction_id: int) -> list[tuple[Lot, int]]:
+        """What a transaction took from each lot, in the order it took it."""
+        rows = self.session.execute(
+            select(Lot, LotMovement.amount).join(LotMovement, LotMovement.lot_id == Lot.id)
+            .where(LotMovement.transaction_id == transaction_id).order_by(LotMovement.id)
+            .execution_options(populate_existing=True)
+        ).all()
+        return [(lot, -amount) for lot, amount in rows if amount < 0]
+
+    # --- movements -----------------------------------------------------------------------------
+
+    def earn(self, member_id: int, points: int, *, reference: str, description: str, now: datetime,
+             pending_until: datetime | None = None, expires_at: datetime | None = None,
+             kind: str = "earn", order_id: str | None = None,
+             rule_version: int | None = None) -> JournalTransaction:
+        """Issue points: into pending until `pending_until` (the return window), else available."""
+        _positive(points)
+        if kind not in EARN_KINDS:
+            raise ValueError(f"earn kind must be one of {EARN_KINDS}")
+        request_hash = _fingerprint("earn", member_id, points, kind, pending_until, expires_at, order_id,
+                                    rule_version)
+        accounts, status = self._lock(member_id)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return txn
+        self._refuse_if_erased(status)
+        pending = pending_until is not None and pending_until > now
+        movement = _Movement(self, accounts)
+        movement.move("issued", "pending" if pending else "available", points)
+        txn = movement.write(member_id, kind, reference=reference, request_hash=request_hash,
+                             description=description, order_id=order_id, rule_version=rule_version)
+        self._add_lot(txn, points, expires_at, now, activates_at=pending_until if pending else None)
+        return txn
+
+    def settle(self, member_id: int, now: datetime) -> list[JournalTransaction]:
+        """Activate the member's due pending points and expire their due points (for the jobs)."""
+        accounts, _ = self._lock(member_id)
+        return self._settle(member_id, accounts, now)
+
+    def hold(self, member_id: int, points: int, *, reference: str, expires_at: datetime, now: datetime,
+             description: str, order_id: str | None = None) -> Hold:
+        """Reserve available points for a checkout until `expires_at`."""
+        _positive(points)
+        if expires_at <= now:
+            raise ValidationProblem(errors={"expires_at": ["Must be in the future."]})
+        request_hash = _fingerprint("hold", member_id, points, order_id)
+        accounts, status = self._lock(member_id)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return self.session.scalar(select(Hold).where(Hold.hold_transaction_id == txn.id))
+        self._refuse_unless_active(status)
+        self._settle(member_id, accounts, now)
+        if accounts["available"].balance < points:
+            raise InsufficientPoints(
+                f"The member has {accounts['available'].balance} points available; {points} were asked for.")
+        movement = _Movement(self, accounts)
+        self._spend_lots(movement, member_id, points)
+        movement.move("available", "held", points)
+        txn = movement.write(member_id, "hold", reference=reference, request_hash=request_hash,
+                             description=description, order_id=order_id)
+        hold = Hold(member_id=member_id, amount=points, status="held", expires_at=expires_at,
+                    hold_transaction_id=txn.id, created_at=now)
+        self.session.add(hold)
+        self.session.flush()
+        return hold
+
+    def _lock_hold(self, hold: Hold) -> dict[str, Account]:
+        accounts, _ = self._lock(hold.member_id)
+        self.session.refresh(hold)  # its status as of now that the member is locked
+        return accounts
+
+    def capture(self, hold: Hold, *, now: datetime) -> JournalTransaction:
+        """Redeem held points. Capturing a captured hold answers the first capture."""
+        accounts = self._lock_hold(hold)
+        if hold.status == "captured":
+            return self.session.get(JournalTransaction, hold.resolution_transaction_id)
+        if hold.status == "released":
+            raise RedemptionNotHeld("The hold was released; its points are no longer reserved.")
+        if now >= hold.expires_at:
+            raise HoldExpired("The hold expired before it was captured.")
+        hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
+        movement = _Movement(self, accounts)
+        movement.move("held", "redeemed", hold.amount)
+        txn = movement.write(hold.member_id, "redeem", reference=f"capture:{hold.public_id}",
+                             request_hash=_fingerprint("capture", hold.public_id), related_id=hold_txn.id,
+                             order_id=hold_txn.order_id,
+                             description=f"{hold.amount} points redeemed: {hold_txn.description}")
+        hold.status, hold.resolution_transaction_id, hold.resolved_at = "captured", txn.id, now
+        return txn
+
+    def release(self, hold: Hold, *, now: datetime, reason: str = "released") -> JournalTransaction:
+        """Give held points back to their lots. Releasing a released hold answers the first release."""
+        accounts = self._lock_hold(hold)
+        if hold.status == "released":
+            return self.session.get(JournalTransaction, hold.resolution_transaction_id)
+        if hold.status == "captured":
+            raise RedemptionNotHeld("The hold was captured; refund the order to give points back.")
+        hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
+        movement = _Movement(self, accounts)
+        self._return_to_lots(movement, self._allocations(hold_txn.id), "held", now)
+        txn = movement.write(hold.member_id, "release", reference=f"release:{hold.public_id}",
+                             request_hash=_fingerprint("release", hold.public_id), related_id=hold_txn.id,
+                             order_id=hold_txn.order_id,
+                             description=f"{hold.amount} points released ({reason}): {hold_txn.description}")
+        hold.status, hold.resolution_transaction_id, hold.resolved_at = "released", txn.id, now
+        return txn
+
+    def release_expired_holds(self, member_id: int, now: datetime) -> list[JournalTransaction]:
+        """Release the member's holds past their expiry (for the worker)."""
+        holds = self.session.scalars(select(Hold).where(
+            Hold.member_id == member_id, Hold.status == "held", Hold.expires_at <= now).order_by(Hold.id))
+        return [self.release(hold, now=now, reason="expired") for hold in list(holds)]
+
+    def spend(self, member_id: int, points: int, *, reference: str, description: str, now: datetime,
+              kind: str = "reward") -> JournalTransaction:
+        """Redeem available points at once, without a hold (the reward catalog)."""
+        _positive(points)
+        request_hash = _fingerprint("spend", member_id, points, kind)
+        accounts, status = self._lock(member_id)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return txn
+        self._refuse_unless_active(status)
+        self._settle(member_id, accounts, now)
+        if accounts["available"].balance < points:
+            raise InsufficientPoints(
+                f"The member has {accounts['available'].balance} points available; {points} were asked for.")
+        movement = _Movement(self, accounts)
+        self._spend_lots(movement, member_id, points)
+        movement.move("available", "redeemed", points)
+        return movement.write(member_id, kind, reference=reference, request_hash=request_hash,
+                              description=description)
+
+    def adjust(self, member_id: int, points: int, *, reason: str, reference: str, now: datetime,
+               staff_id: int | None = None, expires_at: datetime | None = None) -> JournalTransaction:
+        """A staff correction: positive adds a lot, negative spends lots but never below zero."""
+        if not isinstance(points, int) or points == 0 or abs(points) > MAX_POINTS:
+            raise ValidationProblem(errors={"points": ["Must be a non-zero whole number."]})
+        if not reason or not reason.strip():
+            raise ValidationProblem(errors={"reason": ["Say why the points are adjusted."]})
+        request_hash = _fingerprint("adjust", member_id, points, reason, staff_id, expires_at)
+        accounts, status = self._lock(member_id)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return txn
+        self._refuse_if_erased(status)
+        self._settle(member_id, accounts, now)
+        movement = _Movement(self, accounts)
+        if points < 0:
+            if accounts["available"].balance < -points:
+                raise InsufficientPoints(
+                    f"The member has {accounts['available'].balance} points available; "
+                    f"an adjustment of {points} would take them below zero.")
+            self._spend_lots(movement, member_id, -points)
+            movement.move("available", "adjusted", -points)
+        else:
+            movement.move("adjusted", "available", points)
+        txn = movement.write(member_id, "adjust", reference=reference, request_hash=request_hash,
+                             description=f"Adjustment: {reason.strip()}", staff_id=staff_id)
+        if points > 0:
+            self._add_lot(txn, points, expires_at, now)
+        return txn
+
+    def _add_lot(self, txn: JournalTransaction, points: int, expires_at: datetime | None, now: datetime,
+                 activates_at: datetime | None = None) -> Lot:
+        lot = Lot(member_id=txn.member_id, transaction_id=txn.id, amount=points, remaining=points,
+                  status="pending" if activates_at else "active", activates_at=activates_at,
+                  expires_at=expires_at, created_at=now)
+        self.session.add(lot)
+        self.session.flush()
+        self.session.add(LotMovement(transaction_id=txn.id, lot_id=lot.id, amount=points))
+        return lot
+
+    def clawback(self, earn: JournalTransaction, points: int, *, reference: str, now: datetime,
+                 description: str) -> JournalTransaction:
+        """Take back points an order earned (a refund): from that order's lot first, pending or
+        not, then from other available points; what the member already spent and no longer has
+        is recorded as the shortfall, and the member never goes below zero."""
+        _positive(points)
+        if earn.kind not in EARN_KINDS:
+            raise ValidationProblem(errors={"transaction": ["Only earned points can be clawed back."]})
+        request_hash = _fingerprint("clawback", earn.public_id, points)
+        accounts, _ = self._lock(earn.member_id)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return txn
+        already = self.session.scalar(
+            select(func.coalesce(func.sum(-JournalTransaction.points + JournalTransaction.shortfall), 0))
+            .where(JournalTransaction.related_id == earn.id, JournalTransaction.kind == "clawback"))
+        if already + points > earn.points:
+            raise Conflict(f"Only {earn.points - already} of the {earn.points} earned points are left to "
+                           "claw back.", code="clawback_exceeds_earned")
+        self._settle(earn.member_id, accounts, now)
+        [lot] = self.session.scalars(select(Lot).where(Lot.transaction_id == earn.id)
+                                     .execution_options(populate_existing=True))
+        movement = _Movement(self, accounts)
+        from_lot = min(points, lot.remaining)
+        if from_lot:
+            movement.change_lot(lot, -from_lot)
+            movement.move("pending" if lot.status == "pending" else "available", "issued", from_lot)
+            if lot.remaining == 0:
+                lot.status = "spent"
+        from_others = 0
+        if points > from_lot:
+            spendable = accounts["available"].balance + movement.legs.get("available", 0)
+            from_others = self._spend_lots(movement, earn.member_id, min(points - from_lot, spendable),
+                                           exclude=lot)
+            movement.move("available", "issued", from_others)
+        return movement.write(earn.member_id, "clawback", reference=reference, request_hash=request_hash,
+                              description=description, related_id=earn.id, order_id=earn.order_id,
+                              shortfall=points - from_lot - from_others)
+
+    def restore(self, hold: Hold, points: int, *, reference: str, now: datetime,
+                description: str) -> JournalTransaction:
+        """Give back redeemed points (a refund of an order paid with points), to the lots they
+        came from; points whose lot has expired meanwhile expire instead."""
+        _positive(points)
+        request_hash = _fingerprint("restore", hold.public_id, points)
+        accounts = self._lock_hold(hold)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return txn
+        if hold.status != "captured":
+            raise RedemptionNotHeld("Only captured points can be restored.")
+        if hold.restored + points > hold.amount:
+            raise Conflict(f"Only {hold.amount - hold.restored} of the {hold.amount} redeemed points are left "
+                           "to restore.", code="restore_exceeds_redeemed")
+        to_restore = self._unrestored(hold, points)
+        movement = _Movement(self, accounts)
+        self._return_to_lots(movement, to_restore, "redeemed", now)
+        hold.restored += points
+        hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
+        return movement.write(hold.member_id, "restore", reference=reference, request_hash=request_hash,
+                              description=description, related_id=hold.resolution_transaction_id,
+                              order_id=hold_txn.order_id)
+
+    def _unrestored(self, hold: Hold, points: int) -> list[tuple[Lot, int]]:
+        """Pick `points` of the hold's allocations that no earlier restore gave back."""
+        given_back = dict(self.session.execute(
+            select(LotMovement.lot_id, func.sum(LotMovement.amount))
+            .join(JournalTransaction, JournalTransaction.id == LotMovement.transaction_id)
+            .where(JournalTransaction.related_id == hold.resolution_transaction_id,
+                   JournalTransaction.kind == "restore", LotMovement.amount > 0)
+            .group_by(LotMovement.lot_id)
+        ).all())
+        picked, left = [], points
+        for lot, taken in self._allocations(hold.hold_transaction_id):
+            share = min(taken - given_back.get(lot.id, 0), left)
+            if share > 0:
+                picked.append((lot, share))
+                left -= share
+        return picked
+
+    def reverse(self, original: JournalTransaction, *, reference: str, now: datetime, reason: str,
+                staff_id: int | None = None) -> JournalTransaction:
+        """Undo an earn, a bonus or an adjustment with a new transaction, at most once. Refused when
+        the points were already spent: adjust instead."""
+        if original.kind not in REVERSIBLE_KINDS or original.reverses_id is not None:
+            raise Conflict("Only earns, bonuses and adjustments can be reversed.", code="not_reversible")
+        request_hash = _fingerprint("reverse", original.public_id, reason, staff_id)
+        accounts, _ = self._lock(original.member_id)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return txn
+        if self.session.scalar(select(JournalTransaction.id).where(JournalTransaction.reverses_id == original.id)):
+            raise Conflict("This transaction was already reversed.", code="already_reversed")
+        movement = _Movement(self, accounts)
+        kinds = {a.id: a.kind for a in accounts.values()}
+        for posting in self.session.scalars(select(Posting).where(Posting.transaction_id == original.id)):
+            movement.legs[kinds[posting.account_id]] = -posting.amount
+        for lot_movement in self.session.scalars(
+                select(LotMovement).where(LotMovement.transaction_id == original.id)):
+            lot = self.session.get(Lot, lot_movement.lot_id, populate_existing=True)
+            movement.change_lot(lot, -lot_movement.amount)
+            if not 0 <= lot.remaining <= lot.amount:
+                raise InsufficientPoints("Some of these points were already spent or expired; adjust instead.")
+            if lot.remaining == 0:
+                lot.status = "spent"
+            elif lot.status == "spent":
+                lot.status = "active"
+        for kind_of_account in MEMBER_ACCOUNTS:
+            if accounts[kind_of_account].balance + movement.legs.get(kind_of_account, 0) < 0:
+                raise InsufficientPoints("Some of these points were already spent or expired; adjust instead.")
+        return movement.write(original.member_id, "adjust", reference=reference, request_hash=request_hash,
+                              description=f"Reversal of {original.public_id}: {reason}",
+                              related_id=original.id, reverses_id=original.id, staff_id=staff_id,
+                              order_id=original.order_id)
