@@ -40,9 +40,16 @@ CREDENTIALS: tuple[str, ...] = (*UNAUTHENTICATED, *KEYS, MEMBER, *STAFF)
 ADMINS = frozenset({"key:admin", "staff:admin"})
 MEMBER_READERS = frozenset({"key:members:read", "staff:support", "staff:admin"})
 MEMBER_WRITERS = frozenset({"key:members:write", "staff:support", "staff:admin"})
+SUPPORT = frozenset({"key:admin", "staff:support", "staff:admin"})
 
 ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/me": frozenset({MEMBER}),
+    "GET /v1/me/transactions": frozenset({MEMBER}),
+    "GET /v1/members/{id}/transactions": MEMBER_READERS,
+    "GET /v1/admin/members": SUPPORT,
+    "POST /v1/admin/members/{id}/adjustments": SUPPORT,
+    "POST /v1/admin/members/{id}/suspend": SUPPORT,
+    "POST /v1/admin/members/{id}/reinstate": SUPPORT,
     "POST /v1/members": MEMBER_WRITERS,
     "GET /v1/members": MEMBER_READERS,
     "GET /v1/members/{id}": MEMBER_READERS,
@@ -76,7 +83,7 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id) -> Reques
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
-        target = (make_member()["id"] if path.startswith("/v1/members/")
+        target = (make_member()["id"] if path.startswith(("/v1/members/", "/v1/admin/members/"))
                   else api_key_id(make_api_key("checkout")))
         path = path.replace("{id}", target)
     bodies = {
@@ -84,6 +91,7 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id) -> Reques
         "POST /v1/admin/staff": lambda: {"email": unique_email("staff"), "role": "analyst",
                                          "password": PASSWORD},
         "POST /v1/admin/api-keys": lambda: {"name": "shop server", "scopes": ["checkout"]},
+        "POST /v1/admin/members/{id}/adjustments": lambda: {"points": 10, "reason": "goodwill"},
     }
     body = bodies[endpoint]() if endpoint in bodies else None
     return Request(method, path, body)
@@ -94,8 +102,12 @@ def _send(caller: Caller, request: Request):
                               headers=caller.headers)
 
 
+# Actions on an existing resource answer 200; everything else a POST does creates something.
+ACTIONS = frozenset({"POST /v1/admin/members/{id}/suspend", "POST /v1/admin/members/{id}/reinstate"})
+
+
 def _success_status(endpoint: str) -> int:
-    return 201 if endpoint.startswith("POST ") else 200
+    return 201 if endpoint.startswith("POST ") and endpoint not in ACTIONS else 200
 
 
 def _cases(wanted: Callable[[str, str], bool]) -> list:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from flask import current_app
+import secrets
+
+from flask import current_app, request
 from flask_login import current_user, login_user
 
 from loyalty.auth.access import require
+from loyalty.auth.models import StaffUser
+from loyalty.errors import ValidationProblem
 from loyalty.extensions import Blueprint, db, limiter
 from loyalty.members import service
 from loyalty.members.schemas import (
+    AdjustmentSchema,
     EnrolSchema,
     MemberListArgsSchema,
     MemberPageSchema,
+    MemberSearchArgsSchema,
     MemberSummarySchema,
     SignupSchema,
+    TransactionPageSchema,
+    TransactionSchema,
 )
+from loyalty.schemas import ListArgsSchema
 
 blp = Blueprint("members", __name__, url_prefix="/v1", description="Members")
 
@@ -68,3 +77,76 @@ def list_members(args: dict):
 def get_member(member_id: str):
     """One member's summary."""
     return service.summary(service.get_member(member_id))
+
+
+@blp.get("/me/transactions")
+@require(member=True)
+@blp.arguments(ListArgsSchema, location="query")
+@blp.response(200, TransactionPageSchema)
+def my_transactions(args: dict):
+    """The signed-in member's journal, newest first."""
+    return service.transactions(current_user, **args)
+
+
+@blp.get("/members/<string:member_id>/transactions")
+@require(scope="members:read", roles=MEMBER_STAFF)
+@blp.arguments(ListArgsSchema, location="query")
+@blp.response(200, TransactionPageSchema)
+def member_transactions(args: dict, member_id: str):
+    """A member's journal, newest first."""
+    return service.transactions(service.get_member(member_id), **args)
+
+
+@blp.get("/admin/members")
+@require(scope="admin", roles=MEMBER_STAFF)
+@blp.arguments(MemberSearchArgsSchema, location="query")
+@blp.response(200, MemberPageSchema)
+def search_members(args: dict):
+    """Look members up by id, external id, email or name."""
+    result = service.search(**args)
+    return {**result, "data": [service.summary(m) for m in result["data"]]}
+
+
+@blp.post("/admin/members/<string:member_id>/adjustments")
+@require(scope="admin", roles=MEMBER_STAFF)
+@blp.arguments(AdjustmentSchema)
+@blp.response(201, TransactionSchema)
+def adjust(payload: dict, member_id: str):
+    """Add or remove points with a reason. Never takes a member below zero (`insufficient_points`).
+    Send `Idempotency-Key` to make a retry safe."""
+    member = service.get_member(member_id)
+    staff = current_user if isinstance(current_user, StaffUser) else None
+    txn = service.adjust_points(member, payload["points"], payload["reason"], reference=_reference("adjust"),
+                                staff_id=staff.id if staff else None, expires_at=payload.get("expires_at"))
+    db.session.commit()
+    return txn
+
+
+@blp.post("/admin/members/<string:member_id>/suspend")
+@require(scope="admin", roles=MEMBER_STAFF)
+@blp.response(200, MemberSummarySchema)
+def suspend(member_id: str):
+    """Suspend a member: they keep their points and may sign in, but may not spend points."""
+    member = service.set_status(service.get_member(member_id), "suspended")
+    db.session.commit()
+    return service.summary(member)
+
+
+@blp.post("/admin/members/<string:member_id>/reinstate")
+@require(scope="admin", roles=MEMBER_STAFF)
+@blp.response(200, MemberSummarySchema)
+def reinstate(member_id: str):
+    """Lift a suspension."""
+    member = service.set_status(service.get_member(member_id), "active")
+    db.session.commit()
+    return service.summary(member)
+
+
+def _reference(action: str) -> str:
+    """The ledger reference for this request: the client's Idempotency-Key, or a fresh one."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return f"{action}:req_{secrets.token_hex(12)}"
+    if len(key) > 128:
+        raise ValidationProblem(errors={"Idempotency-Key": ["At most 128 characters."]})
+    return f"{action}:key:{key}"

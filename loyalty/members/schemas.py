@@ -90,3 +90,36 @@ class MemberSummarySchema(Schema):
 class MemberPageSchema(Schema):
     data = fields.List(fields.Nested(MemberSummarySchema))
     has_more = fields.Boolean()
+
+
+class TransactionSchema(Schema):
+    id = fields.String(attribute="public_id")
+    kind = fields.String()
+    points = fields.Integer(metadata={"description": "The change in the member's points (available + pending + "
+                                                     "held): each balance_after is the previous one plus points."})
+    balance_after = fields.Integer()
+    available_after = fields.Integer()
+    pending_after = fields.Integer()
+    held_after = fields.Integer()
+    description = fields.String()
+    order_id = fields.String(allow_none=True)
+    rule_version = fields.Integer(allow_none=True)
+    shortfall = fields.Integer(metadata={"description": "Points a clawback could not take back."})
+    created_at = fields.DateTime()
+
+
+class TransactionPageSchema(Schema):
+    data = fields.List(fields.Nested(TransactionSchema))
+    has_more = fields.Boolean()
+
+
+class AdjustmentSchema(StrictSchema):
+    points = fields.Integer(required=True, strict=True, validate=[
+        validate.Range(min=-10**9, max=10**9), validate.NoneOf([0], error="Must not be zero.")])
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    expires_at = fields.AwareDateTime(allow_none=True, metadata={"description": "For added points only."})
+
+
+class MemberSearchArgsSchema(ListArgsSchema):
+    q = fields.String(validate=validate.Length(min=1, max=254),
+                      metadata={"description": "An id, external id, email or part of a name."})

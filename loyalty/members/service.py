@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from loyalty.auth.passwords import hash_password, verify_password
@@ -134,6 +134,38 @@ def list_members(
     if external_id is not None:
         query = query.where(Member.external_id == external_id)
     return paginate(query, Member, limit=limit, starting_after=starting_after)
+
+
+def search(*, limit: int, starting_after: str | None = None, q: str | None = None) -> dict:
+    """Staff look-up: an exact id, external id or email, or part of a name or email."""
+    query = select(Member)
+    if q:
+        needle = q.strip().lower()
+        query = query.where(or_(
+            Member.public_id == q.strip(), Member.external_id == q.strip(),
+            func.lower(Member.email).startswith(needle, autoescape=True),
+            func.lower(Member.name).contains(needle, autoescape=True),
+        ))
+    return paginate(query, Member, limit=limit, starting_after=starting_after)
+
+
+def set_status(member: Member, status: str) -> Member:
+    """Suspend or reinstate. Suspended members keep their points and may sign in, but not spend."""
+    if member.status == "erased":
+        raise Conflict("The member's account was erased.", code="member_erased")
+    member.status = status
+    db.session.flush()
+    return member
+
+
+def transactions(member: Member, *, limit: int, starting_after: str | None = None) -> dict:
+    return Ledger(db.session).history(member.id, limit=limit, starting_after=starting_after)
+
+
+def adjust_points(member: Member, points: int, reason: str, *, reference: str, staff_id: int | None,
+                  expires_at: datetime | None = None):
+    return Ledger(db.session).adjust(member.id, points, reason=reason, reference=reference, now=now(),
+                                     staff_id=staff_id, expires_at=expires_at)
 
 
 def summary(member: Member) -> dict[str, Any]:
