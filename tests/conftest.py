@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from config import normalise_database_url
 from loyalty import create_app
@@ -68,6 +69,55 @@ def empty_all_tables(connection) -> None:
         connection.execute(table.delete())
     for _, sql in triggers:
         connection.exec_driver_sql(sql)
+
+
+def _postgres_server_url() -> str:
+    """Where concurrency tests make their own database: LOYALTY_TEST_POSTGRES_URL, else the suite's
+    PostgreSQL when it runs on one, else the machine's (127.0.0.1:5432, user postgres)."""
+    configured = os.environ.get("LOYALTY_TEST_POSTGRES_URL") or os.environ.get("DATABASE_URL", "")
+    if configured.startswith("postgres"):
+        return normalise_database_url(configured)
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_app() -> Iterator[Flask]:
+    """An app on a fresh, migrated PostgreSQL database of its own, for locking and concurrency tests.
+
+    These tests need real row locks, so they fail (never skip) when PostgreSQL cannot be reached.
+    """
+    server = make_url(_postgres_server_url())
+    name = f"loyalty_test_pg_{os.getpid()}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(f"PostgreSQL is required for concurrency tests and is not reachable at "
+                    f"{server.render_as_string()}: {error}", pytrace=False)
+    url = server.set(database=name).render_as_string(hide_password=False)
+    # One connection per racing thread.
+    engine_options = {"pool_size": 40, "max_overflow": 8, "pool_pre_ping": True}
+    application = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url, "SQLALCHEMY_ENGINE_OPTIONS": engine_options})
+    with application.app_context():
+        flask_migrate.upgrade()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg(pg_app: Flask) -> Iterator[Flask]:
+    """`pg_app`, emptied after the test."""
+    yield pg_app
+    with pg_app.app_context():
+        db.session.remove()
+        with db.engine.begin() as connection:
+            empty_all_tables(connection)
 
 
 @pytest.fixture(autouse=True)
