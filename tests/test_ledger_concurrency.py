@@ -90,10 +90,12 @@ def test_racing_holds_of_different_sizes_hold_exactly_what_succeeded(pg):
 
 def test_32_concurrent_earns_for_one_member_lose_no_update(pg):
     member = setup_member(pg)
-    results = race(pg, [
-        (lambda n: lambda ledger: ledger.earn(member, 7, reference=f"race-earn:{n}", description="Order",
-                                              now=T0).public_id)(n)
-        for n in range(32)])
+
+    def earn_of(n: int) -> Callable[[Ledger], object]:
+        return lambda ledger: ledger.earn(member, 7, reference=f"race-earn:{n}", description="Order",
+                                          now=T0).public_id
+
+    results = race(pg, [earn_of(n) for n in range(32)])
     assert all(status == "ok" for status, _ in results)
     balances, _ = balances_and_verify(pg, member)
     assert balances == Balances(available=224, lifetime_earned=224)
