@@ -36,6 +36,8 @@ class Endpoint:
             "role": "analyst",
             "name": "Shop server",
             "scopes": ["checkout"],
+            "points": 10,
+            "reason": "Goodwill",
         }
         return {**{name: values[name] for name in self.required}, **self.extra}
 
@@ -47,6 +49,7 @@ ENDPOINTS = [
     Endpoint("/v1/members", "members:write", ("email",), ("email", 42), "name", {"name": "Ada"}),
     Endpoint("/v1/admin/staff", "admin", ("email", "role", "password"), ("email", 42), "name"),
     Endpoint("/v1/admin/api-keys", "admin", ("name", "scopes"), ("name", 42), "name"),
+    Endpoint("/v1/admin/members/{member}/adjustments", "admin", ("points", "reason"), ("points", "ten"), "reason"),
 ]
 BY_PATH = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.path for e in ENDPOINTS])
 MISSING = [
@@ -56,11 +59,13 @@ MISSING = [
 
 
 @pytest.fixture
-def post(app: Flask, make_api_key, endpoint: Endpoint) -> Callable[..., object]:
-    """POST to the test's endpoint as a caller it accepts; its API key exists before the test begins."""
+def post(app: Flask, make_api_key, make_member, endpoint: Endpoint) -> Callable[..., object]:
+    """POST to the test's endpoint as a caller it accepts; its API key (and the member a path names)
+    exist before the test begins."""
     headers = bearer(make_api_key(endpoint.scope)) if endpoint.scope else {}
+    path = endpoint.path.replace("{member}", make_member()["id"]) if "{member}" in endpoint.path else endpoint.path
     client = app.test_client()
-    return lambda **kwargs: client.post(endpoint.path, headers=headers, **kwargs)
+    return lambda **kwargs: client.post(path, headers=headers, **kwargs)
 
 
 # --- The control: each case below spoils this body in exactly one way --------------------------
