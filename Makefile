@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint migrate seed serve clean
+.PHONY: run test lint migrate seed serve clean bench-ledger
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ run: seed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Ledger figures on the machine's PostgreSQL: MEMBERS=100000 SECONDS=10 CLIENTS=8 by default.
+bench-ledger: $(VENV)/.installed
+	$(BIN)/python -m bench.ledger_bench --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),10) \
+		--clients $(or $(CLIENTS),8)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

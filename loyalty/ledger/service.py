@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import and_, column, func, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -233,7 +233,9 @@ class Ledger:
     def _settle(self, member_id: int, accounts: dict[str, Account], now: datetime) -> list[JournalTransaction]:
         """Activate due pending lots, then expire due ones, so what is spent next is current."""
         done = []
-        for lot in self._lots(member_id, Lot.status == "pending", Lot.activates_at <= now):
+        due = self._lots(member_id, or_(and_(Lot.status == "pending", Lot.activates_at <= now),
+                                        and_(Lot.status == "active", Lot.expires_at <= now)))
+        for lot in (lot for lot in due if lot.status == "pending"):
             if lot.remaining == 0:  # all clawed back inside the return window
                 lot.status = "spent"
                 continue
@@ -247,7 +249,7 @@ class Ledger:
                 order_id=source.order_id,
                 description=f"{lot.remaining} points from {source.description} are now available",
             ))
-        for lot in self._lots(member_id, Lot.status == "active", Lot.expires_at <= now):
+        for lot in (lot for lot in due if lot.status == "active" and not _is_live(lot, now)):
             movement = _Movement(self, accounts)
             points = lot.remaining
             movement.move("available", "expired", points)
