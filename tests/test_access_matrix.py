@@ -8,6 +8,7 @@ request changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from loyalty.auth.access import hash_api_key
 from loyalty.auth.models import ApiKey
 from loyalty.extensions import db
+from loyalty.rules import service as rules
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
 # --- The callers -------------------------------------------------------------------------------
@@ -41,6 +43,8 @@ ADMINS = frozenset({"key:admin", "staff:admin"})
 MEMBER_READERS = frozenset({"key:members:read", "staff:support", "staff:admin"})
 MEMBER_WRITERS = frozenset({"key:members:write", "staff:support", "staff:admin"})
 SUPPORT = frozenset({"key:admin", "staff:support", "staff:admin"})
+MANAGERS = frozenset({"key:admin", "staff:manager", "staff:admin"})
+CHECKOUT = frozenset({"key:checkout", "staff:admin"})
 
 ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/me": frozenset({MEMBER}),
@@ -50,6 +54,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "POST /v1/admin/members/{id}/adjustments": SUPPORT,
     "POST /v1/admin/members/{id}/suspend": SUPPORT,
     "POST /v1/admin/members/{id}/reinstate": SUPPORT,
+    "POST /v1/members/{id}/events": MEMBER_WRITERS,
+    "GET /v1/admin/rules": MANAGERS,
+    "POST /v1/admin/rules": MANAGERS,
+    "GET /v1/admin/rules/{id}": MANAGERS,
+    "PUT /v1/admin/rules/{id}": MANAGERS,
+    "POST /v1/admin/rules/{id}/publish": MANAGERS,
+    "GET /v1/admin/rules/{id}/impact": MANAGERS,
+    "POST /v1/admin/rules/simulate": MANAGERS,
+    "POST /v1/orders": CHECKOUT,
     "POST /v1/members": MEMBER_WRITERS,
     "GET /v1/members": MEMBER_READERS,
     "GET /v1/members/{id}": MEMBER_READERS,
@@ -79,12 +92,20 @@ class Request:
     json: dict | None = None
 
 
-def _request_for(endpoint: str, make_member, make_api_key, api_key_id) -> Request:
+RULES = {"earn": {"rates": {"usd": "1"}}}
+SAMPLE_LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
+
+
+def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft) -> Request:
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
-        target = (make_member()["id"] if path.startswith(("/v1/members/", "/v1/admin/members/"))
-                  else api_key_id(make_api_key("checkout")))
+        if path.startswith(("/v1/members/", "/v1/admin/members/")):
+            target = make_member()["id"]
+        elif path.startswith("/v1/admin/rules/"):
+            target = str(make_draft())
+        else:
+            target = api_key_id(make_api_key("checkout"))
         path = path.replace("{id}", target)
     bodies = {
         "POST /v1/members": lambda: {"email": unique_email("enrolled")},
@@ -92,6 +113,13 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id) -> Reques
                                          "password": PASSWORD},
         "POST /v1/admin/api-keys": lambda: {"name": "shop server", "scopes": ["checkout"]},
         "POST /v1/admin/members/{id}/adjustments": lambda: {"points": 10, "reason": "goodwill"},
+        "POST /v1/members/{id}/events": lambda: {"type": "review"},
+        "POST /v1/admin/rules": lambda: {"document": RULES},
+        "PUT /v1/admin/rules/{id}": lambda: {"document": RULES},
+        "POST /v1/admin/rules/{id}/publish": dict,
+        "POST /v1/admin/rules/simulate": lambda: {"rules": RULES, "order": {"currency": "usd", "lines": SAMPLE_LINES}},
+        "POST /v1/orders": lambda: {"order_id": unique_email("order"), "member_id": make_member()["id"],
+                                    "currency": "usd", "lines": SAMPLE_LINES, "total_amount": 1000},
     }
     body = bodies[endpoint]() if endpoint in bodies else None
     return Request(method, path, body)
@@ -103,7 +131,8 @@ def _send(caller: Caller, request: Request):
 
 
 # Actions on an existing resource answer 200; everything else a POST does creates something.
-ACTIONS = frozenset({"POST /v1/admin/members/{id}/suspend", "POST /v1/admin/members/{id}/reinstate"})
+ACTIONS = frozenset({"POST /v1/admin/members/{id}/suspend", "POST /v1/admin/members/{id}/reinstate",
+                     "POST /v1/admin/rules/{id}/publish", "POST /v1/admin/rules/simulate"})
 
 
 def _success_status(endpoint: str) -> int:
@@ -171,8 +200,21 @@ def caller_as(app: Flask, make_api_key, staff_client, member_client) -> Callable
 
 
 @pytest.fixture
-def request_to(make_member, make_api_key, api_key_id) -> Callable[[str], Request]:
-    return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id)
+def make_draft(app: Flask) -> Callable[[], int]:
+    """A new draft rule version; answers its number."""
+
+    def make() -> int:
+        with app.app_context():
+            draft = rules.create_draft(RULES, note=None, staff_id=None)
+            db.session.commit()
+            return draft.version
+
+    return make
+
+
+@pytest.fixture
+def request_to(make_member, make_api_key, api_key_id, make_draft) -> Callable[[str], Request]:
+    return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft)
 
 
 # --- The table itself --------------------------------------------------------------------------
@@ -184,7 +226,7 @@ def test_every_credential_kind_is_named_once():
 
 def test_the_table_covers_every_guarded_endpoint(app: Flask):
     routes = {
-        f"{method} {rule.rule.replace('<string:member_id>', '{id}').replace('<string:key_id>', '{id}')}"
+        f"{method} {re.sub(r'<[a-z]+:[a-z_]+>', '{id}', rule.rule)}"
         for rule in app.url_map.iter_rules() if rule.rule.startswith("/v1/")
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }

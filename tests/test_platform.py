@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import pytest
 from openapi_spec_validator import validate
@@ -135,7 +136,7 @@ def test_openapi_document_lists_every_api_route(app, client):
     documented = client.get("/openapi.json").get_json()["paths"]
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/v1/"):
-            path = rule.rule.replace("<string:", "{").replace(">", "}")
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             methods = rule.methods - {"HEAD", "OPTIONS"}
             assert path in documented, path
             assert {m.lower() for m in methods} <= set(documented[path]), path

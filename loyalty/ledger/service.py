@@ -159,6 +159,13 @@ class Ledger:
             raise NotFound("No member has this id.")
         return {account.kind: account for account, _ in rows}, rows[0][1]
 
+    def lock_members(self, member_ids: list[int]) -> None:
+        """Lock several members' accounts at once, in member order, before a movement that touches
+        them all (a referral pays two members): two such movements can never wait on each other."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(select(Account.id).where(Account.member_id.in_(member_ids))
+                                 .order_by(Account.member_id, Account.id).with_for_update())
+
     def _replay(self, reference: str, request_hash: str) -> JournalTransaction | None:
         txn = self.session.scalar(select(JournalTransaction).where(JournalTransaction.reference == reference))
         if txn is not None and txn.request_hash != request_hash:
@@ -336,12 +343,12 @@ class Ledger:
              description: str, order_id: str | None = None) -> Hold:
         """Reserve available points for a checkout until `expires_at`."""
         _positive(points)
-        if expires_at <= now:
-            raise ValidationProblem(errors={"expires_at": ["Must be in the future."]})
         request_hash = _fingerprint("hold", member_id, points, order_id)
         accounts, status = self._lock(member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return self.session.scalar(select(Hold).where(Hold.hold_transaction_id == txn.id))
+        if expires_at <= now:
+            raise ValidationProblem(errors={"expires_at": ["Must be in the future."]})
         self._refuse_unless_active(status)
         self._settle(member_id, accounts, now)
         if accounts["available"].balance < points:
@@ -475,6 +482,7 @@ class Ledger:
         accounts, _ = self._lock(earn.member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
+        self._refuse_if_reversed(earn)
         already = self.session.scalar(
             select(func.coalesce(func.sum(-JournalTransaction.points + JournalTransaction.shortfall), 0))
             .where(JournalTransaction.related_id == earn.id, JournalTransaction.kind == "clawback"))
@@ -543,34 +551,41 @@ class Ledger:
 
     def reverse(self, original: JournalTransaction, *, reference: str, now: datetime, reason: str,
                 staff_id: int | None = None) -> JournalTransaction:
-        """Undo an earn, a bonus or an adjustment with a new transaction, at most once. Refused when
-        the points were already spent: adjust instead."""
+        """Undo an earn, a bonus or an adjustment with a new transaction, at most once.
+
+        Added points come back out of their own lot, wherever it is now (pending or available), and
+        only while it is untouched: once spent, expired or clawed back, adjust instead. Points a
+        negative adjustment took go back to their lots (those that expired meanwhile, to expired)."""
         if original.kind not in REVERSIBLE_KINDS or original.reverses_id is not None:
             raise Conflict("Only earns, bonuses and adjustments can be reversed.", code="not_reversible")
         request_hash = _fingerprint("reverse", original.public_id, reason, staff_id)
         accounts, _ = self._lock(original.member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
-        if self.session.scalar(select(JournalTransaction.id).where(JournalTransaction.reverses_id == original.id)):
-            raise Conflict("This transaction was already reversed.", code="already_reversed")
+        self._refuse_if_reversed(original)
+        if self.session.scalar(select(JournalTransaction.id).where(
+                JournalTransaction.related_id == original.id, JournalTransaction.kind == "clawback").limit(1)):
+            raise Conflict("A refund already clawed back points of this earn; adjust instead.",
+                           code="not_reversible")
+        self._settle(original.member_id, accounts, now)
         movement = _Movement(self, accounts)
-        kinds = {a.id: a.kind for a in accounts.values()}
-        for posting in self.session.scalars(select(Posting).where(Posting.transaction_id == original.id)):
-            movement.legs[kinds[posting.account_id]] = -posting.amount
-        for lot_movement in self.session.scalars(
-                select(LotMovement).where(LotMovement.transaction_id == original.id)):
-            lot = self.session.get(Lot, lot_movement.lot_id, populate_existing=True)
-            movement.change_lot(lot, -lot_movement.amount)
-            if not 0 <= lot.remaining <= lot.amount:
-                raise InsufficientPoints("Some of these points were already spent or expired; adjust instead.")
-            if lot.remaining == 0:
-                lot.status = "spent"
-            elif lot.status == "spent":
-                lot.status = "active"
-        for kind_of_account in MEMBER_ACCOUNTS:
-            if accounts[kind_of_account].balance + movement.legs.get(kind_of_account, 0) < 0:
-                raise InsufficientPoints("Some of these points were already spent or expired; adjust instead.")
+        source = "adjusted" if original.kind == "adjust" else "issued"
+        if original.points > 0:
+            lot = self.session.scalars(select(Lot).where(Lot.transaction_id == original.id)
+                                       .execution_options(populate_existing=True)).one()
+            if lot.remaining != lot.amount or lot.status not in ("pending", "active"):
+                raise InsufficientPoints("Some of these points were already spent, expired or clawed back; "
+                                         "adjust instead.")
+            movement.move("pending" if lot.status == "pending" else "available", source, lot.remaining)
+            movement.change_lot(lot, -lot.remaining)
+            lot.status = "spent"
+        else:
+            self._return_to_lots(movement, self._allocations(original.id), source, now)
         return movement.write(original.member_id, "adjust", reference=reference, request_hash=request_hash,
                               description=f"Reversal of {original.public_id}: {reason}",
                               related_id=original.id, reverses_id=original.id, staff_id=staff_id,
                               order_id=original.order_id)
+
+    def _refuse_if_reversed(self, original: JournalTransaction) -> None:
+        if self.session.scalar(select(JournalTransaction.id).where(JournalTransaction.reverses_id == original.id)):
+            raise Conflict("This transaction was already reversed.", code="already_reversed")

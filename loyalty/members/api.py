@@ -15,6 +15,8 @@ from loyalty.members import service
 from loyalty.members.schemas import (
     AdjustmentSchema,
     EnrolSchema,
+    EventResultSchema,
+    EventSchema,
     MemberListArgsSchema,
     MemberPageSchema,
     MemberSearchArgsSchema,
@@ -95,6 +97,24 @@ def my_transactions(args: dict):
 def member_transactions(args: dict, member_id: str):
     """A member's journal, newest first."""
     return service.transactions(service.get_member(member_id), **args)
+
+
+@blp.post("/members/<string:member_id>/events")
+@require(scope="members:write", roles=MEMBER_STAFF)
+@blp.arguments(EventSchema)
+@blp.response(201, EventResultSchema)
+def record_event(payload: dict, member_id: str):
+    """Tell the program something the member did (`review`, `custom:newsletter`, ...): awards the
+    event's points by the rules in force. Send `Idempotency-Key` so a retry pays once."""
+    key = request.headers.get("Idempotency-Key", "").strip() or None
+    if key and len(key) > 128:
+        raise ValidationProblem(errors={"Idempotency-Key": ["At most 128 characters."]})
+    result, txn = service.record_event(service.get_member(member_id), payload["type"],
+                                       occurred_at=payload.get("occurred_at"), idempotency_key=key)
+    db.session.commit()
+    return {"type": payload["type"], "points": result.points if txn else 0,
+            "transaction_id": txn.public_id if txn else None,
+            "breakdown": [{"rule": i.rule, "points": i.points, "detail": i.detail} for i in result.breakdown]}
 
 
 @blp.get("/admin/members")

@@ -123,3 +123,19 @@ class AdjustmentSchema(StrictSchema):
 class MemberSearchArgsSchema(ListArgsSchema):
     q = fields.String(validate=validate.Length(min=1, max=254),
                       metadata={"description": "An id, external id, email or part of a name."})
+
+
+class EventSchema(StrictSchema):
+    type = fields.String(required=True, validate=validate.Regexp(
+        r"^(signup|birthday|review|custom:[a-z0-9_]{1,40})$",
+        error="One of signup, birthday, review or custom:<name> (a-z, 0-9, _)."))
+    occurred_at = fields.AwareDateTime(allow_none=True)
+    properties = fields.Dict(keys=fields.String(validate=validate.Length(max=64)), allow_none=True,
+                             metadata={"description": "Kept with the request; not used by the rules yet."})
+
+
+class EventResultSchema(Schema):
+    type = fields.String()
+    points = fields.Integer()
+    transaction_id = fields.String(allow_none=True)
+    breakdown = fields.List(fields.Dict())

@@ -18,6 +18,7 @@ from loyalty.extensions import db
 from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member, MemberConsent
 from loyalty.pagination import paginate
+from loyalty.rules import service as rules
 
 # No 0/O, 1/I/L or U/V look-alikes: codes are read aloud and typed from receipts.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
@@ -82,6 +83,7 @@ def enrol(new: NewMember, *, source: str) -> Member:
             _raise_if_taken(new)
             continue  # only the random referral code collided: draw another
         Ledger(db.session).open_accounts(member.id)
+        rules.award_event(member, "signup", now=now(), reference=f"signup:{member.public_id}")
         if new.marketing_consent is not None:
             record_consent(member, "marketing_email", new.marketing_consent, source=source)
         return member
@@ -166,6 +168,24 @@ def adjust_points(member: Member, points: int, reason: str, *, reference: str, s
                   expires_at: datetime | None = None):
     return Ledger(db.session).adjust(member.id, points, reason=reason, reference=reference, now=now(),
                                      staff_id=staff_id, expires_at=expires_at)
+
+
+EVENT_TYPES = ("signup", "birthday", "review")
+
+
+def record_event(member: Member, event: str, *, occurred_at: datetime | None, idempotency_key: str | None):
+    """Award an event's points by the rules (an event that is not eligible awards 0, and says why)."""
+    moment = now()
+    at = occurred_at or moment
+    if at > moment:
+        raise ValidationProblem(errors={"occurred_at": ["Cannot be in the future."]})
+    if idempotency_key:
+        reference = f"event:{member.public_id}:{event}:key:{idempotency_key}"
+    elif event in ("signup", "birthday"):  # once-only events have a natural key
+        reference = f"{event}:{member.public_id}" + (f":{at.year}" if event == "birthday" else "")
+    else:
+        reference = f"event:{member.public_id}:{event}:{secrets.token_hex(12)}"
+    return rules.award_event(member, event, now=at, reference=reference)
 
 
 def summary(member: Member) -> dict[str, Any]:

@@ -1,0 +1,220 @@
+"""Rule versions (draft, publish, in force), the member context the engine reads, and awarding points
+by the rules. The engine itself (`loyalty.rules.engine`) is pure; this module feeds it and records
+what it decided. Adds and flushes; never commits."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from loyalty.checkout.models import Order
+from loyalty.errors import Conflict, NotFound, ValidationProblem
+from loyalty.extensions import db
+from loyalty.ledger.models import JournalTransaction
+from loyalty.ledger.service import Ledger
+from loyalty.members.models import Member
+from loyalty.rules import engine
+from loyalty.rules.document import dump_document, validate_document
+from loyalty.rules.models import RuleAward, RuleVersion
+
+# Published documents never change, so each is parsed once per process (keyed by row and publication,
+# which a reused row id cannot repeat).
+_parsed: dict[tuple[int, datetime], dict[str, Any]] = {}
+
+
+# --- versions ---------------------------------------------------------------------------------------
+
+def get_version(version: int) -> RuleVersion:
+    found = db.session.scalar(select(RuleVersion).where(RuleVersion.version == version))
+    if found is None:
+        raise NotFound("No rule version has this number.")
+    return found
+
+
+def list_versions(*, limit: int, starting_after: int | None = None) -> dict:
+    """Newest first."""
+    query = select(RuleVersion).order_by(RuleVersion.version.desc()).limit(limit + 1)
+    if starting_after is not None:
+        query = query.where(RuleVersion.version < starting_after)
+    rows = list(db.session.scalars(query))
+    return {"data": rows[:limit], "has_more": len(rows) > limit}
+
+
+def validated(document: dict, *, field: str = "document") -> dict[str, Any]:
+    """The loaded document; errors name their place under `field` (`document.earn.rates.usd`)."""
+    try:
+        return validate_document(document)
+    except ValidationProblem as problem:
+        errors = {f"{field}.{path}": messages for path, messages in (problem.errors or {}).items()}
+        raise ValidationProblem("The rules document is invalid; see errors.", errors=errors) from None
+
+
+def create_draft(document: dict, *, note: str | None, staff_id: int | None) -> RuleVersion:
+    canonical = dump_document(validated(document))
+    for _ in range(5):
+        number = (db.session.scalar(select(func.max(RuleVersion.version))) or 0) + 1
+        draft = RuleVersion(version=number, status="draft", note=note, document=canonical, created_by_id=staff_id)
+        try:
+            with db.session.begin_nested():
+                db.session.add(draft)
+        except IntegrityError:
+            continue  # another draft took this number at the same moment
+        return draft
+    raise Conflict("Could not number the new version; try again.")
+
+
+def update_draft(version: int, document: dict, *, note: str | None) -> RuleVersion:
+    draft = get_version(version)
+    if draft.status != "draft":
+        raise Conflict("A published version cannot change; create a new draft.", code="version_published")
+    draft.document = dump_document(validated(document))
+    draft.note = note
+    db.session.flush()
+    return draft
+
+
+def publish(version: int, *, effective_from: datetime | None, staff_id: int | None, now: datetime) -> RuleVersion:
+    draft = get_version(version)
+    if draft.status != "draft":
+        raise Conflict("This version is already published.", code="version_published")
+    effective_from = effective_from or now
+    if effective_from < now - timedelta(seconds=5):
+        raise ValidationProblem(errors={"effective_from": ["Cannot take effect in the past."]})
+    validate_document(draft.document)  # stored drafts were valid; the engine must never meet a bad one
+    draft.status, draft.effective_from = "published", effective_from
+    draft.published_at, draft.published_by_id = now, staff_id
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise Conflict("Another version takes effect at that very moment.",
+                       errors={"effective_from": ["Already taken by another version."]}) from None
+    return draft
+
+
+def in_force(at: datetime) -> RuleVersion | None:
+    return db.session.scalar(
+        select(RuleVersion).where(RuleVersion.status == "published", RuleVersion.effective_from <= at)
+        .order_by(RuleVersion.effective_from.desc()).limit(1))
+
+
+def parsed(version: RuleVersion) -> dict[str, Any]:
+    if version.status != "published":
+        return validate_document(version.document)
+    key = (version.id, version.published_at)
+    if key not in _parsed:
+        _parsed[key] = validate_document(version.document)
+    return _parsed[key]
+
+
+# --- the member as the engine sees them -----------------------------------------------------------
+
+def member_context(member: Member, now: datetime, *, exclude_order: int | None = None) -> engine.MemberContext:
+    """What the engine needs to know about a member, read from awards, the journal and orders."""
+    awards = db.session.execute(
+        select(RuleAward.rule, func.sum(func.coalesce(RuleAward.kept, RuleAward.points)), func.count(),
+               func.max(RuleAward.created_at))
+        .where(RuleAward.member_id == member.id).group_by(RuleAward.rule)).all()
+    campaign_points = {rule.removeprefix("campaign."): int(points) for rule, points, _, _ in awards
+                       if rule.startswith("campaign.")}
+    # Awards are named "event.review" or "event.custom.<name>"; the engine counts "review", "custom:<name>".
+    event_counts = {rule.removeprefix("event.").replace("custom.", "custom:", 1): count
+                    for rule, _, count, _ in awards if rule.startswith("event.")}
+    last_birthday = next((at for rule, _, _, at in awards if rule == "event.birthday"), None)
+    day_start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+    earned_today = db.session.scalar(
+        select(func.coalesce(func.sum(JournalTransaction.points), 0))
+        .where(JournalTransaction.member_id == member.id, JournalTransaction.kind.in_(("earn", "bonus")),
+               JournalTransaction.created_at >= day_start))
+    orders = select(func.count()).select_from(Order).where(Order.member_id == member.id)
+    if exclude_order is not None:
+        orders = orders.where(Order.id != exclude_order)
+    return engine.MemberContext(
+        tier=None, tier_multiplier=Decimal(1), birthday=member.birthday, earned_today=int(earned_today),
+        campaign_points=campaign_points, orders_paid=db.session.scalar(orders), event_counts=event_counts,
+        last_birthday_award=last_birthday.date() if last_birthday else None,
+        referrals_rewarded=event_counts.get("referral_referrer", 0),
+    )
+
+
+# --- earning by the rules --------------------------------------------------------------------------
+
+def record_awards(member_id: int, txn: JournalTransaction, result: engine.EarnResult) -> None:
+    db.session.add_all(
+        RuleAward(member_id=member_id, transaction_id=txn.id, rule=item.rule, points=item.points,
+                  kept=result.campaign_points.get(item.rule.removeprefix("campaign."), 0)
+                  if item.rule.startswith("campaign.") else None,
+                  detail=item.detail[:300], created_at=txn.created_at)
+        for item in result.breakdown)
+
+
+def earn(member: Member, result: engine.EarnResult, *, kind: str, reference: str, description: str,
+         now: datetime, version: RuleVersion | None, order_id: str | None = None) -> JournalTransaction | None:
+    """Move what the engine decided through the ledger and record why. Nothing to move: None."""
+    if result.points <= 0:
+        return None
+    txn = Ledger(db.session).earn(
+        member.id, result.points, reference=reference, description=description, now=now, kind=kind,
+        pending_until=result.pending_until, expires_at=result.expires_at, order_id=order_id,
+        rule_version=version.version if version else None)
+    if not db.session.scalar(select(RuleAward.id).where(RuleAward.transaction_id == txn.id).limit(1)):
+        record_awards(member.id, txn, result)
+    return txn
+
+
+def award_event(member: Member, event: str, *, now: datetime, reference: str) -> tuple[engine.EarnResult, Any]:
+    """Evaluate an event reward (signup, birthday, review, referral, custom:<name>) and pay it."""
+    version = in_force(now)
+    if version is None:
+        return _no_rules(), None
+    result = engine.evaluate_event(event, member_context(member, now), parsed(version), now)
+    txn = earn(member, result, kind="bonus", reference=reference, now=now, version=version,
+               description=_event_description(event, result))
+    return result, txn
+
+
+def _event_description(event: str, result: engine.EarnResult) -> str:
+    names = {"signup": "Welcome bonus", "birthday": "Birthday bonus", "review": "Review bonus",
+             "referral_referrer": "Referral bonus: a friend you referred placed their first order",
+             "referral_referred": "Referral bonus for your first order"}
+    return names.get(event, f"Bonus for {event.removeprefix('custom:')}") + f" ({result.points} points)"
+
+
+def _no_rules() -> engine.EarnResult:
+    return engine.EarnResult(points=0, breakdown=(engine.BreakdownItem("rules", 0, "No rules are in force."),),
+                             pending_until=None, expires_at=None, campaign_points={})
+
+
+def evaluate_order(member: Member, order: engine.Order, at: datetime, *, exclude_order: int | None = None
+                   ) -> tuple[engine.EarnResult, RuleVersion | None]:
+    version = in_force(at)
+    if version is None:
+        return _no_rules(), None
+    context = member_context(member, at, exclude_order=exclude_order)
+    return engine.evaluate_earn(order, context, parsed(version), at), version
+
+
+def simulate(document: dict[str, Any], order: engine.Order, member: Member | None, at: datetime) -> engine.EarnResult:
+    """What `order` would earn under `document` (already validated): nothing is written."""
+    context = member_context(member, at) if member else engine.MemberContext()
+    return engine.evaluate_earn(order, context, document, at)
+
+
+def impact(version: RuleVersion, *, last: int, now: datetime) -> dict[str, Any]:
+    """Replay the last `last` paid orders under `version` and under the rules each was earned with."""
+    from loyalty.checkout.service import engine_order  # the checkout owns the order's shape
+
+    orders = list(db.session.scalars(select(Order).order_by(Order.paid_at.desc(), Order.id.desc()).limit(last)))
+    document = parsed(version)
+    proposed = 0
+    for order in orders:
+        member = db.session.get(Member, order.member_id)
+        context = member_context(member, order.paid_at, exclude_order=order.id)
+        proposed += engine.evaluate_earn(engine_order(order), context, document, order.paid_at).points
+    current = sum(order.points_earned for order in orders)
+    return {"version": version.version, "orders": len(orders), "current_points": current,
+            "proposed_points": proposed, "change": proposed - current}
