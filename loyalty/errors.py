@@ -120,7 +120,8 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     if isinstance(messages, Mapping):
         flat: dict[str, list[str]] = {}
         for key, value in messages.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
+            # A nested object's own errors ("_schema") belong to the field that holds it.
+            path = prefix if key == "_schema" and prefix else f"{prefix}.{key}" if prefix else str(key)
             flat.update(flatten_messages(value, path))
         return flat
     if isinstance(messages, list | tuple) and all(isinstance(m, str) for m in messages):

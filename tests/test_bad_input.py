@@ -18,6 +18,8 @@ from flask import Flask
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
 ONE_MIB = 1024 * 1024
+LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
+RULES = {"earn": {"rates": {"usd": "1"}}}
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Endpoint:
     wrong_type: tuple[str, object]  # a field and a value of the wrong JSON type
     oversized: str  # a string field
     extra: dict = field(default_factory=dict)  # valid optional fields besides the required ones
+    success: int = 201
 
     def valid_body(self) -> dict:
         values = {
@@ -38,6 +41,14 @@ class Endpoint:
             "scopes": ["checkout"],
             "points": 10,
             "reason": "Goodwill",
+            "order_id": unique_email("order"),
+            "member_id": "{member}",  # the member the `post` fixture made
+            "currency": "usd",
+            "lines": LINES,
+            "total_amount": 1000,
+            "document": RULES,
+            "type": "review",
+            "order": {"currency": "usd", "lines": LINES},
         }
         return {**{name: values[name] for name in self.required}, **self.extra}
 
@@ -50,6 +61,12 @@ ENDPOINTS = [
     Endpoint("/v1/admin/staff", "admin", ("email", "role", "password"), ("email", 42), "name"),
     Endpoint("/v1/admin/api-keys", "admin", ("name", "scopes"), ("name", 42), "name"),
     Endpoint("/v1/admin/members/{member}/adjustments", "admin", ("points", "reason"), ("points", "ten"), "reason"),
+    Endpoint("/v1/members/{member}/events", "members:write", ("type",), ("type", 42), "type"),
+    Endpoint("/v1/orders", "checkout", ("order_id", "member_id", "currency", "lines", "total_amount"),
+             ("total_amount", "ten"), "order_id"),
+    Endpoint("/v1/admin/rules", "admin", ("document",), ("document", "x"), "note"),
+    Endpoint("/v1/admin/rules/simulate", "admin", ("order",), ("order", "x"), "member_id", {"rules": RULES},
+             success=200),
 ]
 BY_PATH = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.path for e in ENDPOINTS])
 MISSING = [
@@ -63,9 +80,17 @@ def post(app: Flask, make_api_key, make_member, endpoint: Endpoint) -> Callable[
     """POST to the test's endpoint as a caller it accepts; its API key (and the member a path names)
     exist before the test begins."""
     headers = bearer(make_api_key(endpoint.scope)) if endpoint.scope else {}
-    path = endpoint.path.replace("{member}", make_member()["id"]) if "{member}" in endpoint.path else endpoint.path
+    member_id = make_member()["id"]
+    path = endpoint.path.replace("{member}", member_id)
     client = app.test_client()
-    return lambda **kwargs: client.post(path, headers=headers, **kwargs)
+
+    def send(**kwargs):
+        body = kwargs.get("json")
+        if isinstance(body, dict) and body.get("member_id") == "{member}":
+            kwargs["json"] = {**body, "member_id": member_id}
+        return client.post(path, headers=headers, **kwargs)
+
+    return send
 
 
 # --- The control: each case below spoils this body in exactly one way --------------------------
@@ -77,7 +102,7 @@ def test_the_unspoilt_body_passes_validation(endpoint, post):
     if endpoint.path.startswith("/v1/auth/"):  # valid, but no such account
         assert_problem(response, 401, "invalid_credentials")
     else:
-        assert response.status_code == 201, response.get_data(as_text=True)
+        assert response.status_code == endpoint.success, response.get_data(as_text=True)
 
 
 # --- The shape of the body ---------------------------------------------------------------------
