@@ -13,10 +13,13 @@ from flask.cli import AppGroup
 
 from loyalty.auth import service as auth
 from loyalty.auth.models import API_KEY_SCOPES, STAFF_ROLES
+from loyalty.checkout import service as checkout
+from loyalty.clock import now
 from loyalty.errors import Problem
 from loyalty.extensions import db
 from loyalty.ledger import verify as ledger_verify
 from loyalty.members import service as members
+from loyalty.rules import service as rules
 
 cli = AppGroup("loyalty", help="Loyalty operator commands.")
 
@@ -27,6 +30,17 @@ DEMO_MEMBERS = (
     ("alan@demo.loyalty.test", "Alan Turing", "shop-1003"),
 )
 DEMO_CREDENTIALS_FILE = "demo-credentials.txt"
+DEMO_RULES = {
+    "earn": {"rates": {"usd": "1", "eur": "1"}, "pending_days": 14, "first_order_points": 100,
+             "multipliers": [{"id": "shoes-x2", "categories": ["shoes"], "multiplier": "2",
+                              "description": "Double points on shoes"}],
+             "caps": {"per_order": 10000}},
+    "expiry": {"policy": "rolling", "months": 12},
+    "events": {"signup": {"points": 100}, "birthday": {"points": 200, "timing": "month"},
+               "referral": {"referrer_points": 500, "referred_points": 250, "max_per_referrer": 10},
+               "review": {"points": 20}},
+    "redeem": {"point_values": {"usd": "1", "eur": "1"}, "min_points": 500, "step": 100, "max_share_percent": 50},
+}
 
 
 def _fail(problem: Problem) -> None:
@@ -76,23 +90,32 @@ def create_api_key(name: str, scopes: str) -> None:
 
 @cli.command("seed-demo")
 def seed_demo() -> None:
-    """Seed a demo program once: an admin, an API key with every scope, a few members.
+    """Seed a demo program once: rules, an admin, an API key with every scope, a few members with an order.
 
     The credentials go to instance/demo-credentials.txt (the key cannot be shown again
     otherwise) and are printed on every run.
     """
     credentials = Path(current_app.instance_path) / DEMO_CREDENTIALS_FILE
+    if not rules.list_versions(limit=1)["data"]:
+        draft = rules.create_draft(DEMO_RULES, note="Demo program", staff_id=None)
+        rules.publish(draft.version, effective_from=None, staff_id=None, now=now())
+        db.session.commit()
+        click.echo(f"Published demo rules as version {draft.version}.")
     if auth.find_staff_by_email(DEMO_ADMIN_EMAIL) is None:
         password = secrets.token_urlsafe(9)
         auth.create_staff(email=DEMO_ADMIN_EMAIL, role="admin", name="Demo Admin", password=password)
         _, key = auth.create_api_key(name="demo", scopes=API_KEY_SCOPES)
         member_password = secrets.token_urlsafe(9)
-        for email, name, external_id in DEMO_MEMBERS:
-            members.enrol(
+        for n, (email, name, external_id) in enumerate(DEMO_MEMBERS, start=1):
+            member = members.enrol(
                 members.NewMember(email=email, name=name, external_id=external_id,
                                   password=member_password, marketing_consent=True),
                 source="seed",
             )
+            checkout.record_paid_order({
+                "order_id": f"demo-{n}", "member_id": member.public_id, "currency": "usd", "total_amount": 4200 * n,
+                "lines": [{"sku": "DEMO-TEE", "category": "apparel", "quantity": n, "unit_amount": 4200}],
+            }, now=now())
         db.session.commit()
         credentials.parent.mkdir(parents=True, exist_ok=True)
         credentials.write_text(

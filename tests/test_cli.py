@@ -99,3 +99,14 @@ def test_revoked_demo_key_stops_working(runner, client, app, tmp_path, monkeypat
     key_id = client.get("/v1/admin/api-keys", headers=bearer(key)).get_json()["data"][0]["id"]
     client.delete(f"/v1/admin/api-keys/{key_id}", headers=bearer(key))
     assert_problem(client.get("/v1/members", headers=bearer(key)), 401, "invalid_api_key")
+
+
+def test_seed_demo_publishes_rules_and_members_earn_by_them(runner, client, app, tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "instance_path", str(tmp_path))
+    result = runner.invoke(args=["loyalty", "seed-demo"])
+    assert "Published demo rules as version 1." in result.output
+    key = _line_value(result.output, "api key:")
+    ada = client.get("/v1/members?email=" + DEMO_MEMBERS[0][0], headers=bearer(key)).get_json()["data"][0]
+    # 100 welcome points now; USD 42.00 at 1 point per dollar plus the first-order bonus, pending.
+    assert ada["points"] == {"available": 100, "pending": 142, "held": 0, "lifetime_earned": 242}
+    assert "Published demo rules" not in runner.invoke(args=["loyalty", "seed-demo"]).output
