@@ -101,8 +101,11 @@ def _init_api(app: Flask) -> None:
     from loyalty.checkout.api import blp as checkout_blp
     from loyalty.members.api import blp as members_blp
     from loyalty.rules.api import blp as rules_blp
+    from loyalty.rules.document import DecimalString
+    from loyalty.tiers.api import blp as tiers_blp
 
     api.init_app(app)
+    api.register_field(DecimalString, "string", "decimal")
     api.spec.components.security_scheme(
         "apiKey", {"type": "http", "scheme": "bearer", "description": "An API key with scopes."}
     )
@@ -111,7 +114,7 @@ def _init_api(app: Flask) -> None:
         {"type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"],
          "description": "A member or staff session from a login endpoint."},
     )
-    for blueprint in (auth_blp, members_blp, rules_blp, checkout_blp):
+    for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, checkout_blp):
         api.register_blueprint(blueprint)
 
     @app.get("/docs/assets/<path:filename>")

@@ -17,6 +17,7 @@ from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.errors import Problem
 from loyalty.extensions import db
+from loyalty.jobs.cli import jobs_cli
 from loyalty.ledger import verify as ledger_verify
 from loyalty.members import service as members
 from loyalty.rules import service as rules
@@ -133,6 +134,7 @@ def seed_demo() -> None:
 
 ledger_cli = AppGroup("ledger", help="The points ledger.")
 cli.add_command(ledger_cli)
+cli.add_command(jobs_cli)
 
 
 @ledger_cli.command("verify")

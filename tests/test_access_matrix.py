@@ -21,6 +21,7 @@ from loyalty.auth.access import hash_api_key
 from loyalty.auth.models import ApiKey
 from loyalty.extensions import db
 from loyalty.rules import service as rules
+from loyalty.tiers import service as tiers
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
 # --- The callers -------------------------------------------------------------------------------
@@ -63,6 +64,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/admin/rules/{id}/impact": MANAGERS,
     "POST /v1/admin/rules/simulate": MANAGERS,
     "POST /v1/orders": CHECKOUT,
+    "GET /v1/admin/tiers": MANAGERS,
+    "POST /v1/admin/tiers": MANAGERS,
+    "GET /v1/admin/tiers/{id}": MANAGERS,
+    "PATCH /v1/admin/tiers/{id}": MANAGERS,
     "POST /v1/members": MEMBER_WRITERS,
     "GET /v1/members": MEMBER_READERS,
     "GET /v1/members/{id}": MEMBER_READERS,
@@ -96,7 +101,10 @@ RULES = {"earn": {"rates": {"usd": "1"}}}
 SAMPLE_LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
 
 
-def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft) -> Request:
+BASE_TIER = {"code": "base", "name": "Member", "rank": 0, "threshold": 0, "basis": "points", "window_days": 365}
+
+
+def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft, make_tier) -> Request:
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
@@ -104,6 +112,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
             target = make_member()["id"]
         elif path.startswith("/v1/admin/rules/"):
             target = str(make_draft())
+        elif path.startswith("/v1/admin/tiers/"):
+            target = make_tier()
         else:
             target = api_key_id(make_api_key("checkout"))
         path = path.replace("{id}", target)
@@ -115,6 +125,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
         "POST /v1/admin/members/{id}/adjustments": lambda: {"points": 10, "reason": "goodwill"},
         "POST /v1/members/{id}/events": lambda: {"type": "review"},
         "POST /v1/admin/rules": lambda: {"document": RULES},
+        "POST /v1/admin/tiers": lambda: BASE_TIER,
+        "PATCH /v1/admin/tiers/{id}": lambda: {"name": "Renamed"},
         "PUT /v1/admin/rules/{id}": lambda: {"document": RULES},
         "POST /v1/admin/rules/{id}/publish": dict,
         "POST /v1/admin/rules/simulate": lambda: {"rules": RULES, "order": {"currency": "usd", "lines": SAMPLE_LINES}},
@@ -213,8 +225,21 @@ def make_draft(app: Flask) -> Callable[[], int]:
 
 
 @pytest.fixture
-def request_to(make_member, make_api_key, api_key_id, make_draft) -> Callable[[str], Request]:
-    return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft)
+def make_tier(app: Flask) -> Callable[[], str]:
+    """The base tier; answers its public id."""
+
+    def make() -> str:
+        with app.app_context():
+            tier = tiers.create_tier(dict(BASE_TIER))
+            db.session.commit()
+            return tier.public_id
+
+    return make
+
+
+@pytest.fixture
+def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier) -> Callable[[str], Request]:
+    return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft, make_tier)
 
 
 # --- The table itself --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
 from loyalty.rules import engine
 from loyalty.rules import service as rules
+from loyalty.tiers import service as tiers
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def record_paid_order(payload: dict[str, Any], *, now: datetime) -> OrderResult:
     order.earn_transaction_id = txn.id if txn else None
     if first_order and member.referred_by_id:
         _pay_referral(member, order, now)
+    tiers.upgrade_if_qualified(member, now)
     db.session.flush()
     return OrderResult(order, _breakdown_of(order), txn.public_id if txn else None)
 

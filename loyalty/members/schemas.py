@@ -57,7 +57,8 @@ class TierRefSchema(Schema):
 
 
 class NextTierSchema(TierRefSchema):
-    remaining = fields.Integer()
+    remaining = fields.Integer(metadata={"description": "Points to earn or minor units to spend to reach it."})
+    basis = fields.String(metadata={"description": "points or spend"})
 
 
 class PointsSchema(Schema):
@@ -80,6 +81,8 @@ class MemberSummarySchema(Schema):
     tier = fields.Nested(TierRefSchema, allow_none=True)
     points = fields.Nested(PointsSchema)
     next_tier = fields.Nested(NextTierSchema, allow_none=True)
+    tier_retained_until = fields.DateTime(allow_none=True, metadata={
+        "description": "The current tier is kept at least until then."})
     expiring = fields.List(fields.Nested(ExpiringSchema))
     referral_code = fields.String()
     external_id = fields.String(allow_none=True)

@@ -19,6 +19,7 @@ from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member, MemberConsent
 from loyalty.pagination import paginate
 from loyalty.rules import service as rules
+from loyalty.tiers import service as tiers
 
 # No 0/O, 1/I/L or U/V look-alikes: codes are read aloud and typed from receipts.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
@@ -190,7 +191,7 @@ def record_event(member: Member, event: str, *, occurred_at: datetime | None, id
 
 def summary(member: Member) -> dict[str, Any]:
     """The member summary of the API contract. Points come from the ledger's cached balances,
-    never from summing history. Tier fields stay empty until tiers exist."""
+    never from summing history; the tier and the way to the next one from tiers."""
     ledger = Ledger(db.session)
     balances = ledger.balances(member.id)
     moment = now()
@@ -200,10 +201,9 @@ def summary(member: Member) -> dict[str, Any]:
         "email": member.email,
         "name": member.name,
         "status": member.status,
-        "tier": None,
+        **tiers.summary(member, moment),
         "points": {"available": balances.available, "pending": balances.pending, "held": balances.held,
                    "lifetime_earned": balances.lifetime_earned},
-        "next_tier": None,
         "expiring": [{"points": e.points, "expires_at": e.expires_at}
                      for e in ledger.expiring(member.id, moment, soon)],
         "referral_code": member.referral_code,

@@ -20,6 +20,7 @@ from loyalty.members.models import Member
 from loyalty.rules import engine
 from loyalty.rules.document import dump_document, validate_document
 from loyalty.rules.models import RuleAward, RuleVersion
+from loyalty.tiers import service as tiers
 
 # Published documents never change, so each is parsed once per process (keyed by row and publication,
 # which a reused row id cannot repeat).
@@ -133,8 +134,10 @@ def member_context(member: Member, now: datetime, *, exclude_order: int | None =
     orders = select(func.count()).select_from(Order).where(Order.member_id == member.id)
     if exclude_order is not None:
         orders = orders.where(Order.id != exclude_order)
+    tier, _ = tiers.current_tier(member)
     return engine.MemberContext(
-        tier=None, tier_multiplier=Decimal(1), birthday=member.birthday, earned_today=int(earned_today),
+        tier=tier.code if tier else None, tier_multiplier=tier.earn_multiplier if tier else Decimal(1),
+        birthday=member.birthday, earned_today=int(earned_today),
         campaign_points=campaign_points, orders_paid=db.session.scalar(orders), event_counts=event_counts,
         last_birthday_award=last_birthday.date() if last_birthday else None,
         referrals_rewarded=event_counts.get("referral_referrer", 0),
@@ -174,6 +177,8 @@ def award_event(member: Member, event: str, *, now: datetime, reference: str) ->
     result = engine.evaluate_event(event, member_context(member, now), parsed(version), now)
     txn = earn(member, result, kind="bonus", reference=reference, now=now, version=version,
                description=_event_description(event, result))
+    if txn is not None:
+        tiers.upgrade_if_qualified(member, now)
     return result, txn
 
 

@@ -1,0 +1,1 @@
+"""Scheduled jobs, run once by `flask --app wsgi loyalty jobs run <job>`."""

@@ -1,0 +1,1 @@
+"""Tiers: qualification over a rolling window, instant upgrades, downgrades after a grace period."""

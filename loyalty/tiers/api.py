@@ -1,0 +1,60 @@
+"""Staff administration of tiers."""
+
+from __future__ import annotations
+
+from loyalty.auth.access import require
+from loyalty.clock import now
+from loyalty.extensions import Blueprint, db
+from loyalty.tiers import service
+from loyalty.tiers.schemas import TierInputSchema, TierPageSchema, TierPatchSchema, TierSchema
+
+blp = Blueprint("tiers", __name__, url_prefix="/v1/admin/tiers", description="Tiers")
+MANAGERS = ("manager",)
+
+
+def _flatten(payload: dict) -> dict:
+    benefits = {k: v for k, v in (payload.pop("benefits", None) or {}).items() if v is not None}
+    return {**payload, **benefits}
+
+
+def _with_moves(tier):
+    tier.would_move = service.preview(service.all_tiers(), now())
+    return tier
+
+
+@blp.get("")
+@require(scope="admin", roles=MANAGERS)
+@blp.response(200, TierPageSchema)
+def list_tiers():
+    """Every tier, lowest rank first."""
+    return {"data": service.all_tiers(), "has_more": False}
+
+
+@blp.post("")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(TierInputSchema)
+@blp.response(201, TierSchema)
+def create_tier(payload: dict):
+    """Add a tier. The first must be the base tier (rank 0, threshold 0)."""
+    tier = service.create_tier(_flatten(payload))
+    db.session.commit()
+    return _with_moves(tier)
+
+
+@blp.get("/<string:tier_id>")
+@require(scope="admin", roles=MANAGERS)
+@blp.response(200, TierSchema)
+def get_tier(tier_id: str):
+    return service.get_tier(tier_id)
+
+
+@blp.patch("/<string:tier_id>")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(TierPatchSchema)
+@blp.response(200, TierSchema)
+def update_tier(payload: dict, tier_id: str):
+    """Edit a tier. Nobody moves now: members move at the next evaluation, and the answer says how many
+    would (`would_move`)."""
+    tier = service.update_tier(service.get_tier(tier_id), _flatten(payload))
+    db.session.commit()
+    return _with_moves(tier)

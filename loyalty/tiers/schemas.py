@@ -1,0 +1,69 @@
+"""Tier shapes: the API nests the benefits."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from loyalty.checkout.schemas import CURRENCY
+from loyalty.rules.document import MULTIPLIER, DecimalString
+from loyalty.schemas import StrictSchema
+
+
+class BenefitsSchema(StrictSchema):
+    earn_multiplier = DecimalString(validate=MULTIPLIER, load_default=None,
+                                    metadata={"description": "A decimal string, e.g. \"1.5\"."})
+    discount_percent = fields.Integer(strict=True, validate=validate.Range(min=0, max=100), load_default=None)
+    early_access_hours = fields.Integer(strict=True, validate=validate.Range(min=0, max=24 * 90), load_default=None)
+    perks = fields.String(validate=validate.Length(max=1000), allow_none=True, load_default=None)
+
+
+class TierInputSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9_-]{1,40}$"))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    rank = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=1000))
+    threshold = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10**12))
+    basis = fields.String(required=True, validate=validate.OneOf(("points", "spend")))
+    currency = fields.String(validate=CURRENCY, allow_none=True)
+    window_days = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=3660))
+    benefits = fields.Nested(BenefitsSchema)
+
+
+class TierPatchSchema(TierInputSchema):
+    """Any subset of the fields."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class BenefitsOutSchema(Schema):
+    earn_multiplier = DecimalString()
+    discount_percent = fields.Integer()
+    early_access_hours = fields.Integer()
+    perks = fields.String(allow_none=True)
+
+
+class MovesSchema(Schema):
+    up = fields.Integer()
+    down = fields.Integer()
+
+
+class TierSchema(Schema):
+    id = fields.String(attribute="public_id")
+    code = fields.String()
+    name = fields.String()
+    rank = fields.Integer()
+    threshold = fields.Integer()
+    basis = fields.String()
+    currency = fields.String(allow_none=True)
+    window_days = fields.Integer()
+    benefits = fields.Method("_benefits")
+    would_move = fields.Nested(MovesSchema, metadata={
+        "description": "After a create or an edit: members the next evaluation would move. Nobody moves now."})
+
+    def _benefits(self, tier) -> dict:
+        return BenefitsOutSchema().dump(tier)
+
+
+class TierPageSchema(Schema):
+    data = fields.List(fields.Nested(TierSchema))
+    has_more = fields.Boolean()

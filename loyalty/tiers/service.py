@@ -1,0 +1,291 @@
+"""Tier qualification, instant upgrades, downgrades after the grace period, and the evaluation job.
+
+A member qualifies for a tier when what they earned (points basis: points earned, less refunds; never
+less for spending) or spent (spend basis: paid orders in the tier's currency) over the tier's rolling
+window reaches its threshold. Amounts are computed set-based for a batch of members at once.
+Adds and flushes; never commits (but for the job, which commits per batch).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from blinker import Namespace
+from flask import current_app
+from sqlalchemy import case, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from loyalty.checkout.models import Order
+from loyalty.errors import Conflict, NotFound, ValidationProblem
+from loyalty.extensions import db
+from loyalty.ledger.models import JournalTransaction
+from loyalty.members.models import Member
+from loyalty.tiers.models import MemberTier, Tier, TierChange
+
+# The hook point for outbound `tier.changed` events (delivered by the outbox, once it exists).
+signals = Namespace()
+tier_changed = signals.signal("tier.changed")
+
+Basis = tuple[str, int, str | None]  # (basis, window_days, currency): what one qualifying amount measures
+
+
+@dataclass(frozen=True)
+class Decision:
+    member_id: int
+    current: Tier
+    target: Tier
+    amounts: dict[Basis, int]
+
+
+# --- definitions ------------------------------------------------------------------------------------
+
+def all_tiers() -> list[Tier]:
+    return list(db.session.scalars(select(Tier).order_by(Tier.rank)))
+
+
+def get_tier(public_id: str) -> Tier:
+    tier = db.session.scalar(select(Tier).where(Tier.public_id == public_id))
+    if tier is None:
+        raise NotFound("No tier has this id.")
+    return tier
+
+
+def _basis(tier: Tier) -> Basis:
+    return tier.basis, tier.window_days, tier.currency
+
+
+def _check(fields: dict[str, Any]) -> None:
+    if fields.get("rank") == 0 and fields.get("threshold", 0) != 0:
+        raise ValidationProblem(errors={"threshold": ["The base tier (rank 0) has threshold 0."]})
+    if fields.get("basis") == "spend" and not fields.get("currency"):
+        raise ValidationProblem(errors={"currency": ["A spend-based tier counts orders in one currency."]})
+
+
+def create_tier(fields: dict[str, Any]) -> Tier:
+    tiers = all_tiers()
+    if not tiers and fields["rank"] != 0:
+        raise ValidationProblem(errors={"rank": ["Define the base tier (rank 0, threshold 0) first."]})
+    _check(fields)
+    tier = Tier(**fields)
+    _save(tier)
+    return tier
+
+
+def update_tier(tier: Tier, changes: dict[str, Any]) -> Tier:
+    """Edit a tier. Members move only at the next evaluation, never silently now."""
+    if tier.rank == 0 and changes.get("rank", 0) != 0:
+        raise ValidationProblem(errors={"rank": ["The base tier keeps rank 0."]})
+    _check({**{c: getattr(tier, c) for c in ("rank", "threshold", "basis", "currency")}, **changes})
+    for name, value in changes.items():
+        setattr(tier, name, value)
+    _save(tier)
+    return tier
+
+
+def _save(tier: Tier) -> None:
+    try:
+        with db.session.begin_nested():
+            db.session.add(tier)
+    except IntegrityError:
+        raise Conflict("Another tier already has this code or rank.",
+                       errors={"code": ["Must be unique."], "rank": ["Must be unique."]}) from None
+
+
+# --- qualification ----------------------------------------------------------------------------------
+
+def qualifying_amounts(member_ids: list[int], bases: Iterable[Basis], now: datetime) -> dict[Basis, dict[int, int]]:
+    """Per basis, per member: what counts toward tiers over the window ending now. One query per basis."""
+    amounts: dict[Basis, dict[int, int]] = {}
+    for basis in set(bases):
+        kind, window_days, currency = basis
+        since = now - timedelta(days=window_days)
+        query = _points_query(since) if kind == "points" else _spend_query(since, currency)
+        rows = db.session.execute(query.where(_member_column(kind).in_(member_ids))).all()
+        amounts[basis] = {member_id: int(total or 0) for member_id, total in rows}
+    return amounts
+
+
+def _member_column(kind: str):
+    return JournalTransaction.member_id if kind == "points" else Order.member_id
+
+
+def _points_query(since: datetime):
+    """Points earned less refunds (a clawback counts in full, shortfall included) and reversed earns;
+    points spent or expired never count."""
+    reversed_earn = aliased(JournalTransaction)
+    counted = case(
+        (JournalTransaction.kind.in_(("earn", "bonus")), JournalTransaction.points),
+        (JournalTransaction.kind == "clawback", JournalTransaction.points - JournalTransaction.shortfall),
+        (reversed_earn.kind.in_(("earn", "bonus")), JournalTransaction.points),
+        else_=0)
+    return (select(JournalTransaction.member_id, func.sum(counted))
+            .outerjoin(reversed_earn, reversed_earn.id == JournalTransaction.reverses_id)
+            .where(JournalTransaction.created_at >= since)
+            .group_by(JournalTransaction.member_id))
+
+
+def _spend_query(since: datetime, currency: str | None):
+    return (select(Order.member_id, func.sum(Order.total_amount))
+            .where(Order.paid_at >= since, Order.currency == currency)
+            .group_by(Order.member_id))
+
+
+def decide(member_ids: list[int], tiers: list[Tier], current: dict[int, Tier], now: datetime) -> list[Decision]:
+    """The tier each member qualifies for now: the highest whose threshold they reach (rank 0 always)."""
+    amounts = qualifying_amounts(member_ids, [_basis(t) for t in tiers], now)
+    decisions = []
+    for member_id in member_ids:
+        mine = {basis: by_member.get(member_id, 0) for basis, by_member in amounts.items()}
+        target = max((t for t in tiers if mine[_basis(t)] >= t.threshold), key=lambda t: t.rank)
+        decisions.append(Decision(member_id, current.get(member_id, tiers[0]), target, mine))
+    return decisions
+
+
+# --- changing tiers ---------------------------------------------------------------------------------
+
+def _grace(tier: Tier) -> timedelta:
+    """How long a tier is kept once earned: by default one more window."""
+    days = current_app.config.get("TIER_GRACE_DAYS")
+    return timedelta(days=tier.window_days if days is None else int(days))
+
+
+def _lock_rows(member_ids: list[int], tiers: list[Tier], now: datetime, *, skip_locked: bool = False
+               ) -> dict[int, MemberTier]:
+    """Each member's tier row, created in the base tier if missing, locked for this transaction."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(insert(MemberTier).values([
+        {"member_id": m, "tier_id": tiers[0].id, "since": now} for m in member_ids]).on_conflict_do_nothing())
+    query = (select(MemberTier).where(MemberTier.member_id.in_(member_ids)).order_by(MemberTier.member_id)
+             .execution_options(populate_existing=True))
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=skip_locked)
+    return {row.member_id: row for row in db.session.scalars(query)}
+
+
+def _move(row: MemberTier, decision: Decision, *, reason: str, now: datetime) -> None:
+    """Change the tier, record it in the history, keep the new tier for its grace, and announce it."""
+    measured = decision.target if decision.target.rank > decision.current.rank else decision.current
+    amount = decision.amounts[_basis(measured)]
+    reason = f"{reason}: {_describe(measured, amount)}"
+    db.session.add(TierChange(member_id=row.member_id, from_tier_id=decision.current.id,
+                              to_tier_id=decision.target.id, reason=reason, qualifying_amount=amount, at=now))
+    row.tier_id, row.since, row.retained_until = decision.target.id, now, now + _grace(decision.target)
+    tier_changed.send(current_app._get_current_object(), member_id=row.member_id,
+                      from_tier=decision.current.code, to_tier=decision.target.code, reason=reason, at=now)
+
+
+def _describe(tier: Tier, amount: int) -> str:
+    unit = "points earned" if tier.basis == "points" else f"{tier.currency.upper()} minor units spent"
+    return f"{amount} {unit} in {tier.window_days} days; {tier.name} needs {tier.threshold}"
+
+
+def upgrade_if_qualified(member: Member, now: datetime) -> Decision | None:
+    """After an earn or a paid order: move up at once when a higher threshold is crossed. Never down."""
+    tiers = all_tiers()
+    if not tiers:
+        return None
+    row = _lock_rows([member.id], tiers, now)[member.id]
+    by_id = {t.id: t for t in tiers}
+    [decision] = decide([member.id], tiers, {member.id: by_id[row.tier_id]}, now)
+    if decision.target.rank <= decision.current.rank:
+        return None
+    _move(row, decision, reason="Upgraded", now=now)
+    db.session.flush()
+    return decision
+
+
+def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) -> dict[str, int]:
+    """Evaluate members: upgrade who qualifies higher; downgrade who no longer qualifies once their
+    tier's grace has passed; keep (and extend the grace of) who requalifies. Rows another worker holds
+    are skipped, so several workers can run at once."""
+    tiers = all_tiers()
+    counts = {"evaluated": 0, "upgraded": 0, "downgraded": 0}
+    if not tiers:
+        return counts
+    rows = _lock_rows(member_ids, tiers, now, skip_locked=skip_locked)
+    by_id = {t.id: t for t in tiers}
+    for decision in decide(list(rows), tiers, {m: by_id[r.tier_id] for m, r in rows.items()}, now):
+        row = rows[decision.member_id]
+        counts["evaluated"] += 1
+        if decision.target.rank > decision.current.rank:
+            _move(row, decision, now=now, reason="Upgraded at evaluation")
+            counts["upgraded"] += 1
+        elif decision.target.rank == decision.current.rank:
+            row.retained_until = max(row.retained_until or now, now + _grace(decision.current))
+        elif row.retained_until is None or now >= row.retained_until:
+            _move(row, decision, now=now, reason="Downgraded after the grace period")
+            counts["downgraded"] += 1
+        row.evaluated_at = now
+    db.session.flush()
+    return counts
+
+
+def evaluate_all(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+    """The job: every member, in batches by id, each batch its own transaction."""
+    totals: dict[str, int] = defaultdict(int)
+    last_id = 0
+    while True:
+        ids = list(db.session.scalars(select(Member.id).where(Member.id > last_id, Member.status != "erased")
+                                      .order_by(Member.id).limit(batch_size)))
+        if not ids:
+            break
+        for name, count in evaluate(ids, now).items():
+            totals[name] += count
+        db.session.commit()
+        last_id = ids[-1]
+    return dict(totals)
+
+
+def preview(tiers: list[Tier], now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+    """How many members the next evaluation would move up or down under `tiers` (grace ignored)."""
+    rows = dict(db.session.execute(select(MemberTier.member_id, MemberTier.tier_id)).all())
+    by_id = {t.id: t for t in tiers}
+    moves = {"up": 0, "down": 0}
+    last_id = 0
+    while ids := list(db.session.scalars(select(Member.id).where(Member.id > last_id, Member.status != "erased")
+                                         .order_by(Member.id).limit(batch_size))):
+        current = {m: by_id.get(rows.get(m), tiers[0]) for m in ids}
+        for decision in decide(ids, tiers, current, now):
+            if decision.target.rank != decision.current.rank:
+                moves["up" if decision.target.rank > decision.current.rank else "down"] += 1
+        last_id = ids[-1]
+    return moves
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+def current_tier(member: Member) -> tuple[Tier | None, MemberTier | None]:
+    row = db.session.get(MemberTier, member.id)
+    if row is not None:
+        return db.session.get(Tier, row.tier_id), row
+    return db.session.scalar(select(Tier).where(Tier.rank == 0)), None
+
+
+def summary(member: Member, now: datetime) -> dict[str, Any]:
+    """The tier part of the member summary: the tier, the next one and how far it is, and until when
+    the current tier is kept."""
+    tier, row = current_tier(member)
+    if tier is None:
+        return {"tier": None, "next_tier": None, "tier_retained_until": None}
+    following = db.session.scalar(select(Tier).where(Tier.rank > tier.rank).order_by(Tier.rank).limit(1))
+    next_tier = None
+    if following is not None:
+        amount = qualifying_amounts([member.id], [_basis(following)], now)[_basis(following)].get(member.id, 0)
+        next_tier = {"code": following.code, "name": following.name,
+                     "remaining": max(following.threshold - amount, 0), "basis": following.basis}
+    return {"tier": {"code": tier.code, "name": tier.name}, "next_tier": next_tier,
+            "tier_retained_until": row.retained_until if row else None}
+
+
+def history(member: Member) -> list[dict[str, Any]]:
+    names = {t.id: t.code for t in all_tiers()}
+    return [{"from": names.get(c.from_tier_id), "to": names[c.to_tier_id], "reason": c.reason, "at": c.at}
+            for c in db.session.scalars(select(TierChange).where(TierChange.member_id == member.id)
+                                        .order_by(TierChange.id.desc()))]
