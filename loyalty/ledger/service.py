@@ -78,8 +78,9 @@ def _is_live(lot: Lot, now: datetime) -> bool:
 class _Movement:
     """One transaction being written: its postings and lot movements, applied to the locked rows."""
 
-    def __init__(self, ledger: Ledger, accounts: dict[str, Account]) -> None:
+    def __init__(self, ledger: Ledger, accounts: dict[str, Account], now: datetime) -> None:
         self.ledger = ledger
+        self.now = now
         self.accounts = accounts
         self.legs: dict[str, int] = {}
         self.lot_changes: list[tuple[Lot, int]] = []
@@ -110,7 +111,7 @@ class _Movement:
             request_hash=request_hash, description=description[:500],
             available_after=self.accounts["available"].balance,
             pending_after=self.accounts["pending"].balance,
-            held_after=self.accounts["held"].balance, **fields,
+            held_after=self.accounts["held"].balance, created_at=self.now, **fields,
         )
         session = self.ledger.session
         session.add(txn)
@@ -246,7 +247,7 @@ class Ledger:
             if lot.remaining == 0:  # all clawed back inside the return window
                 lot.status = "spent"
                 continue
-            movement = _Movement(self, accounts)
+            movement = _Movement(self, accounts, now)
             movement.move("pending", "available", lot.remaining)
             lot.status = "active"
             source = self.session.get(JournalTransaction, lot.transaction_id)
@@ -257,7 +258,7 @@ class Ledger:
                 description=f"{lot.remaining} points from {source.description} are now available",
             ))
         for lot in (lot for lot in due if lot.status == "active" and not _is_live(lot, now)):
-            movement = _Movement(self, accounts)
+            movement = _Movement(self, accounts, now)
             points = lot.remaining
             movement.move("available", "expired", points)
             movement.change_lot(lot, -points)
@@ -327,7 +328,7 @@ class Ledger:
             return txn
         self._refuse_if_erased(status)
         pending = pending_until is not None and pending_until > now
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         movement.move("issued", "pending" if pending else "available", points)
         txn = movement.write(member_id, kind, reference=reference, request_hash=request_hash,
                              description=description, order_id=order_id, rule_version=rule_version)
@@ -354,7 +355,7 @@ class Ledger:
         if accounts["available"].balance < points:
             raise InsufficientPoints(
                 f"The member has {accounts['available'].balance} points available; {points} were asked for.")
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         self._spend_lots(movement, member_id, points)
         movement.move("available", "held", points)
         txn = movement.write(member_id, "hold", reference=reference, request_hash=request_hash,
@@ -380,7 +381,7 @@ class Ledger:
         if now >= hold.expires_at:
             raise HoldExpired("The hold expired before it was captured.")
         hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         movement.move("held", "redeemed", hold.amount)
         txn = movement.write(hold.member_id, "redeem", reference=f"capture:{hold.public_id}",
                              request_hash=_fingerprint("capture", hold.public_id), related_id=hold_txn.id,
@@ -397,7 +398,7 @@ class Ledger:
         if hold.status == "captured":
             raise RedemptionNotHeld("The hold was captured; refund the order to give points back.")
         hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         self._return_to_lots(movement, self._allocations(hold_txn.id), "held", now)
         txn = movement.write(hold.member_id, "release", reference=f"release:{hold.public_id}",
                              request_hash=_fingerprint("release", hold.public_id), related_id=hold_txn.id,
@@ -425,7 +426,7 @@ class Ledger:
         if accounts["available"].balance < points:
             raise InsufficientPoints(
                 f"The member has {accounts['available'].balance} points available; {points} were asked for.")
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         self._spend_lots(movement, member_id, points)
         movement.move("available", "redeemed", points)
         return movement.write(member_id, kind, reference=reference, request_hash=request_hash,
@@ -444,7 +445,7 @@ class Ledger:
             return txn
         self._refuse_if_erased(status)
         self._settle(member_id, accounts, now)
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         if points < 0:
             if accounts["available"].balance < -points:
                 raise InsufficientPoints(
@@ -492,7 +493,7 @@ class Ledger:
         self._settle(earn.member_id, accounts, now)
         [lot] = self.session.scalars(select(Lot).where(Lot.transaction_id == earn.id)
                                      .execution_options(populate_existing=True))
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         from_lot = min(points, lot.remaining)
         if from_lot:
             movement.change_lot(lot, -from_lot)
@@ -524,7 +525,7 @@ class Ledger:
             raise Conflict(f"Only {hold.amount - hold.restored} of the {hold.amount} redeemed points are left "
                            "to restore.", code="restore_exceeds_redeemed")
         to_restore = self._unrestored(hold, points)
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         self._return_to_lots(movement, to_restore, "redeemed", now)
         hold.restored += points
         hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
@@ -568,7 +569,7 @@ class Ledger:
             raise Conflict("A refund already clawed back points of this earn; adjust instead.",
                            code="not_reversible")
         self._settle(original.member_id, accounts, now)
-        movement = _Movement(self, accounts)
+        movement = _Movement(self, accounts, now)
         source = "adjusted" if original.kind == "adjust" else "issued"
         if original.points > 0:
             lot = self.session.scalars(select(Lot).where(Lot.transaction_id == original.id)

@@ -1,0 +1,270 @@
+"""Tiers: qualification over a rolling window, instant upgrades, downgrades after the grace period."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from loyalty.extensions import db
+from loyalty.ledger.service import Ledger
+from loyalty.members import service as members
+from loyalty.rules import engine
+from loyalty.rules import service as rules
+from loyalty.tiers import service as tiers
+from loyalty.tiers.models import MemberTier, TierChange
+from tests.conftest import assert_problem, bearer, unique_email
+
+T0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+LADDER = [
+    {"code": "member", "name": "Member", "rank": 0, "threshold": 0, "basis": "points", "window_days": 365},
+    {"code": "silver", "name": "Silver", "rank": 1, "threshold": 1000, "basis": "points", "window_days": 365},
+    {"code": "gold", "name": "Gold", "rank": 2, "threshold": 5000, "basis": "points", "window_days": 365,
+     "earn_multiplier": "1.5", "discount_percent": 10, "early_access_hours": 24},
+]
+_refs = iter(range(10**9))
+
+
+@pytest.fixture
+def world(in_app, app):
+    """The ladder above, a member, and helpers acting at a given moment, inside one app context."""
+    from decimal import Decimal
+
+    with in_app():
+        for fields in LADDER:
+            tiers.create_tier({**fields, "earn_multiplier": Decimal(fields.get("earn_multiplier", "1"))})
+        member = members.enrol(members.NewMember(email=unique_email()), source="test")
+        db.session.commit()
+
+        class World:
+            id = member.id
+            ledger = Ledger(db.session)
+
+            def earn(self, points: int, at: datetime):
+                txn = self.ledger.earn(member.id, points, reference=f"t:{next(_refs)}", description="Order",
+                                       now=at)
+                tiers.upgrade_if_qualified(member, at)
+                db.session.commit()
+                return txn
+
+            def evaluate(self, at: datetime) -> dict:
+                counts = tiers.evaluate([member.id], at)
+                db.session.commit()
+                return counts
+
+            def tier(self) -> str:
+                return tiers.current_tier(member)[0].code
+
+            def history(self) -> list[tuple]:
+                return [(h["from"], h["to"]) for h in tiers.history(member)]
+
+            def summary(self, at: datetime) -> dict:
+                return tiers.summary(member, at)
+
+        yield World()
+        db.session.rollback()
+
+
+@pytest.fixture
+def grace(app):
+    app.config["TIER_GRACE_DAYS"] = 30
+    yield
+    app.config.pop("TIER_GRACE_DAYS")
+
+
+def test_a_new_member_is_in_the_base_tier(world):
+    assert world.tier() == "member"
+    assert world.history() == []
+
+
+def test_one_point_short_of_the_threshold_is_not_enough(world):
+    world.earn(999, T0)
+    assert world.tier() == "member"
+
+
+def test_reaching_the_threshold_upgrades_at_once(world):
+    world.earn(999, T0)
+    world.earn(1, T0 + DAY)
+    assert world.tier() == "silver"
+    assert world.history() == [("member", "silver")]
+
+
+def test_crossing_two_thresholds_at_once_lands_in_the_highest(world):
+    world.earn(6000, T0)
+    assert world.tier() == "gold"
+    assert world.history() == [("member", "gold")]
+
+
+def test_points_earned_before_the_window_do_not_count(world):
+    world.earn(600, T0)
+    world.earn(600, T0 + 366 * DAY)
+    assert world.tier() == "member"
+
+
+def test_spending_points_never_reduces_progress(world, grace):
+    world.earn(1000, T0)
+    hold = world.ledger.hold(world.id, 900, reference="spend", expires_at=T0 + DAY, now=T0, description="Checkout")
+    world.ledger.capture(hold, now=T0)
+    db.session.commit()
+    world.evaluate(T0 + 100 * DAY)
+    assert world.tier() == "silver"
+
+
+def test_downgrade_waits_for_the_grace_period(world, grace):
+    world.earn(1000, T0)
+    assert world.evaluate(T0 + 364 * DAY)["downgraded"] == 0  # still qualifies: grace now runs to day 394
+    assert world.evaluate(T0 + 370 * DAY)["downgraded"] == 0  # no longer qualifies, inside the grace
+    assert world.tier() == "silver"
+    assert world.evaluate(T0 + 394 * DAY)["downgraded"] == 1
+    assert world.tier() == "member"
+    assert world.history() == [("silver", "member"), ("member", "silver")]
+
+
+def test_grace_defaults_to_one_more_window_after_last_qualifying(world):
+    world.earn(1000, T0)
+    world.evaluate(T0 + 364 * DAY)  # the last day the earn is in the window: kept until day 364 + 365
+    world.evaluate(T0 + 728 * DAY)
+    assert world.tier() == "silver"
+    world.evaluate(T0 + 729 * DAY)
+    assert world.tier() == "member"
+
+
+def test_a_refund_that_takes_points_back_under_the_threshold_downgrades_after_grace(world, grace):
+    order = world.earn(1000, T0)
+    world.ledger.clawback(order, 10, reference="refund", now=T0 + DAY, description="Partial refund")
+    db.session.commit()
+    world.evaluate(T0 + 2 * DAY)
+    assert world.tier() == "silver"  # kept through the grace
+    world.evaluate(T0 + 31 * DAY)
+    assert world.tier() == "member"
+
+
+def test_evaluation_never_writes_history_for_a_member_who_stays(world):
+    world.evaluate(T0)
+    world.evaluate(T0 + DAY)
+    assert world.history() == []
+
+
+def test_summary_shows_the_way_to_the_next_tier(world):
+    world.earn(1200, T0)
+    summary = world.summary(T0)
+    assert summary["tier"] == {"code": "silver", "name": "Silver"}
+    assert summary["next_tier"] == {"code": "gold", "name": "Gold", "remaining": 3800, "basis": "points"}
+    assert summary["tier_retained_until"] == T0 + 365 * DAY
+
+
+def test_the_top_tier_has_no_next_tier(world):
+    world.earn(5000, T0)
+    assert world.summary(T0)["next_tier"] is None
+
+
+def test_the_tier_multiplier_feeds_the_rules_engine(world, in_app):
+    world.earn(5000, T0)
+    member = db.session.get(members.Member, world.id)
+    context = rules.member_context(member, T0)
+    assert (context.tier, context.tier_multiplier) == ("gold", 1.5)
+    document = rules.validated({"earn": {"rates": {"usd": "1"}}})
+    order = engine.Order(currency="usd", lines=(engine.Line(sku="A", quantity=1, unit_amount=10000),))
+    assert engine.evaluate_earn(order, context, document, T0).points == 150
+
+
+def test_a_higher_threshold_moves_nobody_now_and_says_who_would_move(world, staff_client, app):
+    world.earn(1000, T0)
+    silver = db.session.scalar(select(tiers.Tier).where(tiers.Tier.code == "silver"))
+    db.session.commit()
+    response = staff_client("manager").patch(f"/v1/admin/tiers/{silver.public_id}", json={"threshold": 2000})
+    assert response.status_code == 200
+    assert response.get_json()["would_move"] == {"up": 0, "down": 1}
+    assert world.tier() == "silver"
+
+
+def test_the_evaluation_job_runs_every_member_in_batches(world, runner, app):
+    for _ in range(3):
+        member = members.enrol(members.NewMember(email=unique_email()), source="test")
+        world.ledger.earn(member.id, 1500, reference=f"j:{member.id}", description="Order", now=T0)
+    db.session.commit()
+    result = runner.invoke(args=["loyalty", "jobs", "run", "evaluate-tiers", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert "evaluated=4, upgraded=3, downgraded=0" in result.output
+    assert db.session.scalar(select(func.count()).select_from(TierChange)) == 3
+
+
+# --- administration -----------------------------------------------------------------------------
+
+BASE = {"code": "base", "name": "Member", "rank": 0, "threshold": 0, "basis": "points", "window_days": 365}
+
+
+def test_the_first_tier_must_be_the_base_tier(staff_client):
+    manager = staff_client("manager")
+    response = manager.post("/v1/admin/tiers", json={**BASE, "code": "silver", "rank": 1, "threshold": 100})
+    body = assert_problem(response, 422, "validation_error")
+    assert list(body["errors"]) == ["rank"]
+
+
+def test_a_tier_is_created_with_its_benefits(staff_client):
+    manager = staff_client("manager")
+    manager.post("/v1/admin/tiers", json=BASE)
+    response = manager.post("/v1/admin/tiers", json={
+        "code": "gold", "name": "Gold", "rank": 1, "threshold": 500, "basis": "spend", "currency": "usd",
+        "window_days": 365, "benefits": {"earn_multiplier": "1.5", "discount_percent": 10,
+                                         "early_access_hours": 48, "perks": "Free returns"}})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["id"].startswith("tier_")
+    assert body["benefits"] == {"earn_multiplier": "1.5", "discount_percent": 10, "early_access_hours": 48,
+                                "perks": "Free returns"}
+    assert body["would_move"] == {"up": 0, "down": 0}
+    assert [t["code"] for t in manager.get("/v1/admin/tiers").get_json()["data"]] == ["base", "gold"]
+
+
+def test_the_base_tier_has_threshold_zero(staff_client):
+    body = assert_problem(staff_client("manager").post("/v1/admin/tiers", json={**BASE, "threshold": 5}),
+                          422, "validation_error")
+    assert list(body["errors"]) == ["threshold"]
+
+
+def test_ranks_and_codes_are_unique(staff_client, row_counts):
+    manager = staff_client("manager")
+    manager.post("/v1/admin/tiers", json=BASE)
+    before = row_counts()
+    assert_problem(manager.post("/v1/admin/tiers", json={**BASE, "code": "other"}), 409, "conflict")
+    assert row_counts() == before
+
+
+def test_a_spend_tier_needs_a_currency(staff_client):
+    manager = staff_client("manager")
+    manager.post("/v1/admin/tiers", json=BASE)
+    body = assert_problem(manager.post("/v1/admin/tiers", json={**BASE, "code": "s", "rank": 1, "threshold": 9,
+                                                                "basis": "spend"}), 422, "validation_error")
+    assert list(body["errors"]) == ["currency"]
+
+
+def test_a_float_multiplier_is_refused(staff_client):
+    manager = staff_client("manager")
+    manager.post("/v1/admin/tiers", json=BASE)
+    response = manager.post("/v1/admin/tiers", json={**BASE, "code": "g", "rank": 1, "threshold": 9,
+                                                     "benefits": {"earn_multiplier": 1.5}})
+    body = assert_problem(response, 422, "validation_error")
+    assert list(body["errors"]) == ["benefits.earn_multiplier"]
+
+
+def test_a_paid_order_on_a_spend_tier_upgrades_at_once(staff_client, client, make_member, make_api_key):
+    manager = staff_client("manager")
+    manager.post("/v1/admin/tiers", json=BASE)
+    manager.post("/v1/admin/tiers", json={**BASE, "code": "vip", "name": "VIP", "rank": 1, "threshold": 10000,
+                                          "basis": "spend", "currency": "usd"})
+    member = make_member()
+    order = {"order_id": "big-1", "member_id": member["id"], "currency": "usd", "total_amount": 10000,
+             "lines": [{"sku": "A", "quantity": 1, "unit_amount": 10000}]}
+    client.post("/v1/orders", json=order, headers=bearer(make_api_key("checkout")))
+    summary = client.get(f"/v1/members/{member['id']}", headers=bearer(make_api_key("members:read"))).get_json()
+    assert summary["tier"] == {"code": "vip", "name": "VIP"}
+
+
+def test_unknown_tier_is_not_found(staff_client):
+    assert_problem(staff_client("manager").get("/v1/admin/tiers/tier_nope"), 404, "not_found")
+
+
+def test_member_tier_rows_are_created_by_evaluation_only_for_members(world):
+    world.evaluate(T0)
+    assert db.session.scalar(select(func.count()).select_from(MemberTier)) == 1
