@@ -1,6 +1,9 @@
 """Tiers: qualification over a rolling window, instant upgrades, downgrades after the grace period."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -28,8 +31,6 @@ _refs = iter(range(10**9))
 @pytest.fixture
 def world(in_app, app):
     """The ladder above, a member, and helpers acting at a given moment, inside one app context."""
-    from decimal import Decimal
-
     with in_app():
         for fields in LADDER:
             tiers.create_tier({**fields, "earn_multiplier": Decimal(fields.get("earn_multiplier", "1"))})
@@ -268,3 +269,41 @@ def test_unknown_tier_is_not_found(staff_client):
 def test_member_tier_rows_are_created_by_evaluation_only_for_members(world):
     world.evaluate(T0)
     assert db.session.scalar(select(func.count()).select_from(MemberTier)) == 1
+
+
+def test_concurrent_earn_and_evaluation_leave_one_tier_and_one_history_row(pg):
+    """On PostgreSQL: an earn crossing the threshold races the evaluation job, for 12 members at once."""
+    with pg.app_context():
+        for fields in LADDER:
+            tiers.create_tier({**fields, "earn_multiplier": Decimal(fields.get("earn_multiplier", "1"))})
+        ids = []
+        for _ in range(12):
+            member = members.enrol(members.NewMember(email=unique_email()), source="test")
+            Ledger(db.session).earn(member.id, 999, reference=f"c:{member.id}", description="Order", now=T0)
+            ids.append(member.id)
+        db.session.commit()
+    barrier = threading.Barrier(2 * len(ids))
+
+    def earn_one(member_id: int) -> None:
+        with pg.app_context():
+            barrier.wait()
+            Ledger(db.session).earn(member_id, 1, reference=f"cross:{member_id}", description="Order", now=T0)
+            tiers.upgrade_if_qualified(db.session.get(members.Member, member_id), T0)
+            db.session.commit()
+
+    def evaluate_one(member_id: int) -> None:
+        with pg.app_context():
+            barrier.wait()
+            tiers.evaluate([member_id], T0)
+            db.session.commit()
+
+    with ThreadPoolExecutor(max_workers=2 * len(ids)) as pool:
+        futures = [pool.submit(job, m) for m in ids for job in (earn_one, evaluate_one)]
+        for future in futures:
+            future.result()
+    with pg.app_context():
+        for member_id in ids:
+            assert tiers.current_tier(db.session.get(members.Member, member_id))[0].code == "silver"
+            changes = db.session.scalar(select(func.count()).select_from(TierChange)
+                                        .where(TierChange.member_id == member_id))
+            assert changes == 1
