@@ -53,6 +53,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/members/{id}/transactions": MEMBER_READERS,
     "GET /v1/admin/members": SUPPORT,
     "POST /v1/admin/members/{id}/adjustments": SUPPORT,
+    "GET /v1/admin/members/{id}/tier-history": SUPPORT,
     "POST /v1/admin/members/{id}/suspend": SUPPORT,
     "POST /v1/admin/members/{id}/reinstate": SUPPORT,
     "POST /v1/members/{id}/events": MEMBER_WRITERS,

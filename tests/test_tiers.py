@@ -154,6 +154,16 @@ def test_summary_shows_the_way_to_the_next_tier(world):
     assert summary["tier_retained_until"] == T0 + 365 * DAY
 
 
+def test_staff_read_a_members_tier_history(world, staff_client):
+    world.earn(1000, T0)
+    public_id = db.session.get(members.Member, world.id).public_id
+    db.session.commit()
+    page = staff_client("support").get(f"/v1/admin/members/{public_id}/tier-history").get_json()
+    [change] = page["data"]
+    assert (change["from"], change["to"]) == ("member", "silver")
+    assert change["reason"] == "Upgraded: 1000 points earned in 365 days; Silver needs 1000"
+
+
 def test_the_top_tier_has_no_next_tier(world):
     world.earn(5000, T0)
     assert world.summary(T0)["next_tier"] is None

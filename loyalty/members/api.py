@@ -22,10 +22,12 @@ from loyalty.members.schemas import (
     MemberSearchArgsSchema,
     MemberSummarySchema,
     SignupSchema,
+    TierHistorySchema,
     TransactionPageSchema,
     TransactionSchema,
 )
 from loyalty.schemas import ListArgsSchema
+from loyalty.tiers import service as tiers
 
 blp = Blueprint("members", __name__, url_prefix="/v1", description="Members")
 
@@ -125,6 +127,14 @@ def search_members(args: dict):
     """Look members up by id, external id, email or name."""
     result = service.search(**args)
     return {**result, "data": [service.summary(m) for m in result["data"]]}
+
+
+@blp.get("/admin/members/<string:member_id>/tier-history")
+@require(scope="admin", roles=MEMBER_STAFF)
+@blp.response(200, TierHistorySchema)
+def tier_history(member_id: str):
+    """Every tier change of a member, newest first: from, to, why and when."""
+    return {"data": tiers.history(service.get_member(member_id)), "has_more": False}
 
 
 @blp.post("/admin/members/<string:member_id>/adjustments")

@@ -142,3 +142,15 @@ class EventResultSchema(Schema):
     points = fields.Integer()
     transaction_id = fields.String(allow_none=True)
     breakdown = fields.List(fields.Dict())
+
+
+class TierChangeSchema(Schema):
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True)
+    to = fields.String()
+    reason = fields.String()
+    at = fields.DateTime()
+
+
+class TierHistorySchema(Schema):
+    data = fields.List(fields.Nested(TierChangeSchema))
+    has_more = fields.Boolean()
