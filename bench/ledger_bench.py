@@ -1,4 +1,5 @@
-"""Ledger figures on PostgreSQL: holds per second, `ledger verify` time, member-summary read time.
+"""Ledger and tier figures on PostgreSQL: holds per second, `ledger verify` time, the tier evaluation
+job's time, member-summary read time.
 
     make bench-ledger    (or: python -m bench.ledger_bench [--members 100000] [--seconds 10] [--clients 8])
 
@@ -28,6 +29,7 @@ from loyalty.ledger.service import Ledger
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.members.models import Member
+from loyalty.tiers import service as tiers
 
 EARNS_PER_MEMBER = 10
 KINDS = ("available", "pending", "held", "issued", "redeemed", "expired", "adjusted")
@@ -153,6 +155,16 @@ def main() -> None:
         breaches = [r.check.name for r in verify(db.session) if not r.ok]
         print(f"ledger verify: {time.perf_counter() - started:.2f} s, breaches: {breaches or 'none'}")
         db.session.rollback()
+
+    with app.app_context():
+        for rank, (code, threshold) in enumerate((("member", 0), ("silver", 50), ("gold", 100))):
+            tiers.create_tier({"code": code, "name": code.title(), "rank": rank, "threshold": threshold,
+                               "basis": "points", "window_days": 365})
+        db.session.commit()
+        for label in ("every member upgraded", "nobody moves"):
+            started = time.perf_counter()
+            counts = tiers.evaluate_all(now())
+            print(f"evaluate-tiers, {label}: {time.perf_counter() - started:.1f} s {counts}")
 
     median, p99 = summary_read_ms(app, args.members)
     print(f"member summary read: median {median:.2f} ms, p99 {p99:.2f} ms")

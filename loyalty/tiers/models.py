@@ -54,7 +54,6 @@ class MemberTier(db.Model):
     since: Mapped[datetime] = mapped_column(UTCDateTime)
     # The tier is kept at least until then, whatever the member does meanwhile.
     retained_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TierChange(db.Model):

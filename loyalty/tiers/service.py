@@ -218,11 +218,13 @@ def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) 
             _move(row, decision, now=now, reason="Upgraded at evaluation")
             counts["upgraded"] += 1
         elif decision.target.rank == decision.current.rank:
-            row.retained_until = max(row.retained_until or now, now + _grace(decision.current))
+            kept_until = now + _grace(decision.current)
+            # Extended a day at a time at most, so a daily run rewrites each row once a day, not more.
+            if row.retained_until is None or kept_until - row.retained_until >= timedelta(days=1):
+                row.retained_until = kept_until
         elif row.retained_until is None or now >= row.retained_until:
             _move(row, decision, now=now, reason="Downgraded after the grace period")
             counts["downgraded"] += 1
-        row.evaluated_at = now
     db.session.flush()
     return counts
 

@@ -48,7 +48,6 @@ def upgrade():
     sa.Column('tier_id', sa.Integer(), nullable=False),
     sa.Column('since', UTC_DATETIME, nullable=False),
     sa.Column('retained_until', UTC_DATETIME, nullable=True),
-    sa.Column('evaluated_at', UTC_DATETIME, nullable=True),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_member_tiers_member_id_members')),
     sa.ForeignKeyConstraint(['tier_id'], ['tiers.id'], name=op.f('fk_member_tiers_tier_id_tiers')),
     sa.PrimaryKeyConstraint('member_id', name=op.f('pk_member_tiers'))
