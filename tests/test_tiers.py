@@ -317,3 +317,19 @@ def test_concurrent_earn_and_evaluation_leave_one_tier_and_one_history_row(pg):
             changes = db.session.scalar(select(func.count()).select_from(TierChange)
                                         .where(TierChange.member_id == member_id))
             assert changes == 1
+
+
+def test_a_tier_change_is_announced_for_the_outbox(world, app):
+    announced = []
+
+    def listen(sender, **event):
+        announced.append(event)
+
+    tiers.tier_changed.connect(listen)
+    try:
+        world.earn(1000, T0)
+    finally:
+        tiers.tier_changed.disconnect(listen)
+    [event] = announced
+    assert (event["member_id"], event["from_tier"], event["to_tier"], event["at"]) == (world.id, "member", "silver",
+                                                                                     T0)
