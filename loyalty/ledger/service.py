@@ -270,6 +270,19 @@ class Ledger:
             ))
         return done
 
+    def _take_available(self, member_id: int, accounts: dict[str, Account], points: int, destination: str,
+                        now: datetime) -> _Movement:
+        """Settle the member's lots, then move `points` of available points to `destination`, taken
+        from lots soonest-expiring first. Never below zero."""
+        self._settle(member_id, accounts, now)
+        available = accounts["available"].balance
+        if available < points:
+            raise InsufficientPoints(f"The member has {available} points available; {points} were asked for.")
+        movement = _Movement(self, accounts, now)
+        self._spend_lots(movement, member_id, points)
+        movement.move("available", destination, points)
+        return movement
+
     def _spend_lots(self, movement: _Movement, member_id: int, points: int,
                     exclude: Lot | None = None) -> int:
         """Take up to `points` from active lots, soonest-expiring first; answer what was taken."""
@@ -351,13 +364,7 @@ class Ledger:
         if expires_at <= now:
             raise ValidationProblem(errors={"expires_at": ["Must be in the future."]})
         self._refuse_unless_active(status)
-        self._settle(member_id, accounts, now)
-        if accounts["available"].balance < points:
-            raise InsufficientPoints(
-                f"The member has {accounts['available'].balance} points available; {points} were asked for.")
-        movement = _Movement(self, accounts, now)
-        self._spend_lots(movement, member_id, points)
-        movement.move("available", "held", points)
+        movement = self._take_available(member_id, accounts, points, "held", now)
         txn = movement.write(member_id, "hold", reference=reference, request_hash=request_hash,
                              description=description, order_id=order_id)
         hold = Hold(member_id=member_id, amount=points, status="held", expires_at=expires_at,
@@ -422,13 +429,7 @@ class Ledger:
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
         self._refuse_unless_active(status)
-        self._settle(member_id, accounts, now)
-        if accounts["available"].balance < points:
-            raise InsufficientPoints(
-                f"The member has {accounts['available'].balance} points available; {points} were asked for.")
-        movement = _Movement(self, accounts, now)
-        self._spend_lots(movement, member_id, points)
-        movement.move("available", "redeemed", points)
+        movement = self._take_available(member_id, accounts, points, "redeemed", now)
         return movement.write(member_id, kind, reference=reference, request_hash=request_hash,
                               description=description)
 
@@ -444,16 +445,11 @@ class Ledger:
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
         self._refuse_if_erased(status)
-        self._settle(member_id, accounts, now)
-        movement = _Movement(self, accounts, now)
         if points < 0:
-            if accounts["available"].balance < -points:
-                raise InsufficientPoints(
-                    f"The member has {accounts['available'].balance} points available; "
-                    f"an adjustment of {points} would take them below zero.")
-            self._spend_lots(movement, member_id, -points)
-            movement.move("available", "adjusted", -points)
+            movement = self._take_available(member_id, accounts, -points, "adjusted", now)
         else:
+            self._settle(member_id, accounts, now)
+            movement = _Movement(self, accounts, now)
             movement.move("adjusted", "available", points)
         txn = movement.write(member_id, "adjust", reference=reference, request_hash=request_hash,
                              description=f"Adjustment: {reason.strip()}", staff_id=staff_id)
