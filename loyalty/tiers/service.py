@@ -16,13 +16,14 @@ from typing import Any
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from loyalty.checkout.models import Order
+from loyalty.db import UTCDateTime
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
@@ -160,8 +161,9 @@ def _lock_rows(member_ids: list[int], tiers: list[Tier], now: datetime, *, skip_
                ) -> dict[int, MemberTier]:
     """Each member's tier row, created in the base tier if missing, locked for this transaction."""
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(insert(MemberTier).values([
-        {"member_id": m, "tier_id": tiers[0].id, "since": now} for m in member_ids]).on_conflict_do_nothing())
+    missing = select(Member.id, literal(tiers[0].id), literal(now, UTCDateTime)).where(Member.id.in_(member_ids))
+    db.session.execute(insert(MemberTier).from_select(["member_id", "tier_id", "since"], missing)
+                       .on_conflict_do_nothing())
     query = (select(MemberTier).where(MemberTier.member_id.in_(member_ids)).order_by(MemberTier.member_id)
              .execution_options(populate_existing=True))
     if db.session.get_bind().dialect.name == "postgresql":
