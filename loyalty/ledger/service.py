@@ -238,11 +238,17 @@ class Ledger:
             .execution_options(populate_existing=True)
         ))
 
-    def _settle(self, member_id: int, accounts: dict[str, Account], now: datetime) -> list[JournalTransaction]:
-        """Activate due pending lots, then expire due ones, so what is spent next is current."""
+    def _settle(self, member_id: int, accounts: dict[str, Account], now: datetime,
+                lots: list[Lot] | None = None) -> list[JournalTransaction]:
+        """Activate due pending lots, then expire due ones, so what is spent next is current.
+        `lots`, when the caller loaded them already, must include every due one."""
         done = []
-        due = self._lots(member_id, or_(and_(Lot.status == "pending", Lot.activates_at <= now),
-                                        and_(Lot.status == "active", Lot.expires_at <= now)))
+        if lots is None:
+            due = self._lots(member_id, or_(and_(Lot.status == "pending", Lot.activates_at <= now),
+                                            and_(Lot.status == "active", Lot.expires_at <= now)))
+        else:
+            due = [lot for lot in lots if (lot.status == "pending" and lot.activates_at <= now)
+                   or (lot.status == "active" and not _is_live(lot, now))]
         for lot in (lot for lot in due if lot.status == "pending"):
             if lot.remaining == 0:  # all clawed back inside the return window
                 lot.status = "spent"
@@ -273,21 +279,25 @@ class Ledger:
     def _take_available(self, member_id: int, accounts: dict[str, Account], points: int, destination: str,
                         now: datetime) -> _Movement:
         """Settle the member's lots, then move `points` of available points to `destination`, taken
-        from lots soonest-expiring first. Never below zero."""
-        self._settle(member_id, accounts, now)
+        from lots soonest-expiring first. Never below zero. One query loads the lots for both steps."""
+        lots = self._lots(member_id, or_(Lot.status == "active", and_(Lot.status == "pending",
+                                                                       Lot.activates_at <= now)))
+        self._settle(member_id, accounts, now, lots)
         available = accounts["available"].balance
         if available < points:
             raise InsufficientPoints(f"The member has {available} points available; {points} were asked for.")
         movement = _Movement(self, accounts, now)
-        self._spend_lots(movement, member_id, points)
+        self._spend_lots(movement, member_id, points, lots=lots)
         movement.move("available", destination, points)
         return movement
 
     def _spend_lots(self, movement: _Movement, member_id: int, points: int,
-                    exclude: Lot | None = None) -> int:
+                    exclude: Lot | None = None, lots: list[Lot] | None = None) -> int:
         """Take up to `points` from active lots, soonest-expiring first; answer what was taken."""
         taken = 0
-        for lot in self._lots(member_id, Lot.status == "active", Lot.remaining > 0):
+        if lots is None:
+            lots = self._lots(member_id, Lot.status == "active", Lot.remaining > 0)
+        for lot in (lot for lot in lots if lot.status == "active" and lot.remaining > 0):
             if taken == points:
                 break
             if lot is exclude:
