@@ -20,6 +20,7 @@ from sqlalchemy import select
 from loyalty.auth.access import hash_api_key
 from loyalty.auth.models import ApiKey
 from loyalty.extensions import db
+from loyalty.offers import service as offers
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
@@ -69,6 +70,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "POST /v1/admin/tiers": MANAGERS,
     "GET /v1/admin/tiers/{id}": MANAGERS,
     "PATCH /v1/admin/tiers/{id}": MANAGERS,
+    "GET /v1/admin/offers": MANAGERS,
+    "POST /v1/admin/offers": MANAGERS,
+    "GET /v1/admin/offers/{id}": MANAGERS,
+    "PATCH /v1/admin/offers/{id}": MANAGERS,
+    "GET /v1/admin/offers/{id}/codes": MANAGERS,
+    "POST /v1/admin/offers/{id}/codes": MANAGERS,
     "POST /v1/members": MEMBER_WRITERS,
     "GET /v1/members": MEMBER_READERS,
     "GET /v1/members/{id}": MEMBER_READERS,
@@ -105,7 +112,11 @@ SAMPLE_LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
 BASE_TIER = {"code": "base", "name": "Member", "rank": 0, "threshold": 0, "basis": "points", "window_days": 365}
 
 
-def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft, make_tier) -> Request:
+OFFER = {"name": "Ten percent", "kind": "percent_off", "percent": 10}
+
+
+def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft, make_tier,
+                 make_offer) -> Request:
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
@@ -115,6 +126,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
             target = str(make_draft())
         elif path.startswith("/v1/admin/tiers/"):
             target = make_tier()
+        elif path.startswith("/v1/admin/offers/"):
+            target = make_offer()
         else:
             target = api_key_id(make_api_key("checkout"))
         path = path.replace("{id}", target)
@@ -128,6 +141,9 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
         "POST /v1/admin/rules": lambda: {"document": RULES},
         "POST /v1/admin/tiers": lambda: BASE_TIER,
         "PATCH /v1/admin/tiers/{id}": lambda: {"name": "Renamed"},
+        "POST /v1/admin/offers": lambda: OFFER,
+        "PATCH /v1/admin/offers/{id}": lambda: {"name": "Renamed"},
+        "POST /v1/admin/offers/{id}/codes": lambda: {"count": 3},
         "PUT /v1/admin/rules/{id}": lambda: {"document": RULES},
         "POST /v1/admin/rules/{id}/publish": dict,
         "POST /v1/admin/rules/simulate": lambda: {"rules": RULES, "order": {"currency": "usd", "lines": SAMPLE_LINES}},
@@ -239,8 +255,20 @@ def make_tier(app: Flask) -> Callable[[], str]:
 
 
 @pytest.fixture
-def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier) -> Callable[[str], Request]:
-    return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft, make_tier)
+def make_offer(app: Flask) -> Callable[[], str]:
+    def make() -> str:
+        with app.app_context():
+            offer = offers.create_offer(dict(OFFER))
+            db.session.commit()
+            return offer.public_id
+
+    return make
+
+
+@pytest.fixture
+def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier, make_offer) -> Callable[[str], Request]:
+    return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft, make_tier,
+                                         make_offer)
 
 
 # --- The table itself --------------------------------------------------------------------------

@@ -49,6 +49,12 @@ class Endpoint:
             "document": RULES,
             "type": "review",
             "order": {"currency": "usd", "lines": LINES},
+            "kind": "percent_off",
+            "code": "base",
+            "rank": 0,
+            "threshold": 0,
+            "basis": "points",
+            "window_days": 365,
         }
         return {**{name: values[name] for name in self.required}, **self.extra}
 
@@ -65,6 +71,9 @@ ENDPOINTS = [
     Endpoint("/v1/orders", "checkout", ("order_id", "member_id", "currency", "lines", "total_amount"),
              ("total_amount", "ten"), "order_id"),
     Endpoint("/v1/admin/rules", "admin", ("document",), ("document", "x"), "note"),
+    Endpoint("/v1/admin/offers", "admin", ("name", "kind"), ("percent", "ten"), "name", {"percent": 10}),
+    Endpoint("/v1/admin/tiers", "admin", ("code", "name", "rank", "threshold", "basis", "window_days"),
+             ("rank", "first"), "name"),
     Endpoint("/v1/admin/rules/simulate", "admin", ("order",), ("order", "x"), "member_id", {"rules": RULES},
              success=200),
 ]

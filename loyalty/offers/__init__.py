@@ -1,0 +1,1 @@
+"""Offers and coupons: exclusive tier discounts, early access, unique codes, the reward catalog."""

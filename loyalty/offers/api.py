@@ -1,0 +1,99 @@
+"""Staff administration of offers and their codes."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from loyalty.auth.access import require
+from loyalty.errors import ValidationProblem
+from loyalty.extensions import Blueprint, db
+from loyalty.members.models import Member
+from loyalty.offers import service
+from loyalty.offers.schemas import (
+    CodePageSchema,
+    GenerateCodesSchema,
+    GeneratedSchema,
+    OfferInputSchema,
+    OfferPageSchema,
+    OfferPatchSchema,
+    OfferSchema,
+)
+from loyalty.schemas import ListArgsSchema
+
+blp = Blueprint("offers", __name__, url_prefix="/v1/admin/offers", description="Offers and coupons")
+MANAGERS = ("manager",)
+
+
+@blp.get("")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(ListArgsSchema, location="query")
+@blp.response(200, OfferPageSchema)
+def list_offers(args: dict):
+    """Offers, oldest first."""
+    return service.list_offers(**args)
+
+
+@blp.post("")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(OfferInputSchema)
+@blp.response(201, OfferSchema)
+def create_offer(payload: dict):
+    """Create an offer: percent or amount off, or free shipping; scope, window, tiers, early access, limits."""
+    offer = service.create_offer(payload)
+    db.session.commit()
+    return offer
+
+
+@blp.get("/<string:offer_id>")
+@require(scope="admin", roles=MANAGERS)
+@blp.response(200, OfferSchema)
+def get_offer(offer_id: str):
+    return service.get_offer(offer_id)
+
+
+@blp.patch("/<string:offer_id>")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(OfferPatchSchema)
+@blp.response(200, OfferSchema)
+def update_offer(payload: dict, offer_id: str):
+    """Change an offer; `active: false` stops every code of it at once."""
+    offer = service.update_offer(service.get_offer(offer_id), payload)
+    db.session.commit()
+    return offer
+
+
+@blp.post("/<string:offer_id>/codes")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(GenerateCodesSchema)
+@blp.response(201, GeneratedSchema)
+def generate_codes(payload: dict, offer_id: str):
+    """Generate unique, unguessable codes: `count` of them, or one for each of `member_ids`."""
+    offer = service.get_offer(offer_id)
+    wanted = payload.get("member_ids")
+    if bool(wanted) == bool(payload.get("count")):
+        raise ValidationProblem(errors={"count": ["Give either count or member_ids."]})
+    member_ids = None
+    if wanted:
+        found = dict(db.session.execute(select(Member.public_id, Member.id).where(Member.public_id.in_(wanted))).all())
+        missing = sorted(set(wanted) - set(found))
+        if missing:
+            raise ValidationProblem(errors={"member_ids": [f"No member has the id {missing[0]}."]})
+        member_ids = [found[public_id] for public_id in wanted]
+    generated = service.generate_codes(offer, payload.get("count") or len(member_ids), member_ids=member_ids,
+                                       expires_at=payload.get("expires_at"))
+    db.session.commit()
+    return {"generated": generated}
+
+
+@blp.get("/<string:offer_id>/codes")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(ListArgsSchema, location="query")
+@blp.response(200, CodePageSchema)
+def list_codes(args: dict, offer_id: str):
+    """The offer's codes, oldest first."""
+    page = service.list_codes(service.get_offer(offer_id), **args)
+    owners = dict(db.session.execute(select(Member.id, Member.public_id).where(
+        Member.id.in_([c.member_id for c in page["data"] if c.member_id]))).all())
+    return {**page, "data": [{"public_id": c.public_id, "code": c.code, "kind": c.kind, "active": c.active,
+                              "member_id": owners.get(c.member_id), "expires_at": c.expires_at}
+                             for c in page["data"]]}

@@ -1,0 +1,106 @@
+"""Offer and code shapes."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from loyalty.checkout.schemas import CURRENCY, MONEY
+from loyalty.offers.models import OFFER_KINDS
+from loyalty.schemas import StrictSchema
+
+NAMES = fields.List(fields.String(validate=validate.Length(min=1, max=128)), validate=validate.Length(max=1000))
+TIER_CODE = fields.String(validate=validate.Length(min=1, max=40))
+
+
+class ScopeSchema(StrictSchema):
+    include_skus = NAMES
+    include_categories = NAMES
+    exclude_skus = NAMES
+    exclude_categories = NAMES
+
+
+class OfferInputSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(validate=validate.Length(max=1000), allow_none=True)
+    kind = fields.String(required=True, validate=validate.OneOf(OFFER_KINDS))
+    percent = fields.Integer(strict=True, validate=validate.Range(min=1, max=100), allow_none=True)
+    amount = fields.Integer(strict=True, validate=validate.Range(min=1, max=10**12), allow_none=True)
+    currency = fields.String(validate=CURRENCY, allow_none=True)
+    min_order_amount = fields.Integer(strict=True, validate=MONEY)
+    scope = fields.Nested(ScopeSchema)
+    starts_at = fields.AwareDateTime(allow_none=True)
+    ends_at = fields.AwareDateTime(allow_none=True)
+    eligible_tiers = fields.List(TIER_CODE, validate=validate.Length(max=100),
+                                 metadata={"description": "Only these tiers may use it: an exclusive discount."})
+    early_access = fields.Dict(keys=TIER_CODE, values=fields.Integer(strict=True, allow_none=True,
+                                                                    validate=validate.Range(min=0, max=24 * 90)),
+                               metadata={"description": "Tier -> hours before starts_at (null: the tier's own)."})
+    usage_limit_total = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    usage_limit_per_member = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    combines_with_points = fields.Boolean()
+    combines_with_tier_discount = fields.Boolean()
+    active = fields.Boolean()
+    code = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9 -]{3,64}$"), load_only=True,
+                         metadata={"description": "A public code for this offer, e.g. BLACKFRIDAY."})
+
+
+class OfferPatchSchema(OfferInputSchema):
+    """Any subset of the fields."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class OfferSchema(Schema):
+    id = fields.String(attribute="public_id")
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    kind = fields.String()
+    percent = fields.Integer(allow_none=True)
+    amount = fields.Integer(allow_none=True)
+    currency = fields.String(allow_none=True)
+    min_order_amount = fields.Integer()
+    scope = fields.Dict()
+    starts_at = fields.DateTime(allow_none=True)
+    ends_at = fields.DateTime(allow_none=True)
+    eligible_tiers = fields.List(fields.String())
+    early_access = fields.Dict()
+    usage_limit_total = fields.Integer(allow_none=True)
+    usage_limit_per_member = fields.Integer(allow_none=True)
+    combines_with_points = fields.Boolean()
+    combines_with_tier_discount = fields.Boolean()
+    active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class OfferPageSchema(Schema):
+    data = fields.List(fields.Nested(OfferSchema))
+    has_more = fields.Boolean()
+
+
+class GenerateCodesSchema(StrictSchema):
+    count = fields.Integer(strict=True, validate=validate.Range(min=1, max=100_000))
+    member_ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
+                             validate=validate.Length(min=1, max=100_000),
+                             metadata={"description": "One code assigned to each of these members."})
+    expires_at = fields.AwareDateTime(allow_none=True)
+
+
+class GeneratedSchema(Schema):
+    generated = fields.Integer()
+
+
+class CodeSchema(Schema):
+    id = fields.String(attribute="public_id")
+    code = fields.String()
+    kind = fields.String()
+    member_id = fields.String(allow_none=True)
+    active = fields.Boolean()
+    expires_at = fields.DateTime(allow_none=True)
+
+
+class CodePageSchema(Schema):
+    data = fields.List(fields.Nested(CodeSchema))
+    has_more = fields.Boolean()
+
+

@@ -1,0 +1,168 @@
+"""Offers and codes: administration, fast unique-code generation, and validation against the database's
+state (the decision itself is `loyalty.offers.engine`, pure). Adds and flushes; never commits."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from loyalty.clock import now
+from loyalty.db import new_public_id
+from loyalty.errors import Conflict, NotFound, ValidationProblem
+from loyalty.extensions import db
+from loyalty.members.models import Member
+from loyalty.offers import engine
+from loyalty.offers.models import CouponUse, Offer, OfferCode
+from loyalty.pagination import paginate
+from loyalty.tiers import service as tiers
+from loyalty.tiers.models import Tier
+
+# No 0/O, 1/I/L or U/V look-alikes: codes are read from screens and receipts and typed by hand.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
+CODE_LENGTH = 12  # 29**12 is about 3.5e17: guessing one of 100,000 codes takes billions of tries
+_CHUNK = 5000
+SCOPE_KEYS = ("include_skus", "include_categories", "exclude_skus", "exclude_categories")
+
+
+def normalise_code(code: str) -> str:
+    return "".join(code.split()).replace("-", "").upper()
+
+
+def get_offer(public_id: str) -> Offer:
+    offer = db.session.scalar(select(Offer).where(Offer.public_id == public_id))
+    if offer is None:
+        raise NotFound("No offer has this id.")
+    return offer
+
+
+def list_offers(*, limit: int, starting_after: str | None = None) -> dict:
+    return paginate(select(Offer), Offer, limit=limit, starting_after=starting_after)
+
+
+def _check(fields: dict[str, Any]) -> None:
+    kind = fields.get("kind")
+    if kind == "percent_off" and not fields.get("percent"):
+        raise ValidationProblem(errors={"percent": ["A percent_off offer needs a percent from 1 to 100."]})
+    if kind == "amount_off" and (not fields.get("amount") or not fields.get("currency")):
+        raise ValidationProblem(errors={"amount": ["An amount_off offer needs an amount and a currency."]})
+    if fields.get("min_order_amount") and not fields.get("currency"):
+        raise ValidationProblem(errors={"currency": ["A minimum order is in one currency."]})
+    starts_at, ends_at = fields.get("starts_at"), fields.get("ends_at")
+    if starts_at and ends_at and ends_at <= starts_at:
+        raise ValidationProblem(errors={"ends_at": ["Must be after starts_at."]})
+    known = set(db.session.scalars(select(Tier.code)))
+    unknown = sorted((set(fields.get("eligible_tiers") or ()) | set(fields.get("early_access") or {})) - known)
+    if unknown:
+        raise ValidationProblem(errors={"eligible_tiers": [f"Unknown tiers: {', '.join(unknown)}."]})
+
+
+def create_offer(fields: dict[str, Any]) -> Offer:
+    code = fields.pop("code", None)
+    _check(fields)
+    offer = Offer(**fields)
+    db.session.add(offer)
+    db.session.flush()
+    if code:
+        _add_public_code(offer, code)
+    return offer
+
+
+def update_offer(offer: Offer, changes: dict[str, Any]) -> Offer:
+    code = changes.pop("code", None)
+    _check({**{c.key: getattr(offer, c.key) for c in Offer.__table__.columns}, **changes})
+    for name, value in changes.items():
+        setattr(offer, name, value)
+    if code:
+        _add_public_code(offer, code)
+    db.session.flush()
+    return offer
+
+
+def _add_public_code(offer: Offer, code: str) -> OfferCode:
+    entry = OfferCode(offer_id=offer.id, code=normalise_code(code), kind="public")
+    try:
+        with db.session.begin_nested():
+            db.session.add(entry)
+    except IntegrityError:
+        raise Conflict("This code is already in use.", errors={"code": ["Already in use."]}) from None
+    return entry
+
+
+def generate_codes(offer: Offer, count: int, *, member_ids: list[int] | None = None,
+                   expires_at: datetime | None = None) -> int:
+    """Add `count` unique unguessable codes (one per member when `member_ids` is given), in chunks of
+    multi-row inserts; a code that collides with an existing one is skipped and drawn again."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    owners: list[int | None] = list(member_ids) if member_ids else [None] * count
+    added = 0
+    while owners:
+        chunk, owners = owners[:_CHUNK], owners[_CHUNK:]
+        rows = [{"public_id": new_public_id("cpn"), "offer_id": offer.id, "code": _new_code(), "kind": "unique",
+                 "member_id": owner, "active": True, "expires_at": expires_at, "created_at": now()}
+                for owner in chunk]
+        inserted = db.session.scalars(insert(OfferCode).on_conflict_do_nothing().returning(OfferCode.member_id),
+                                      rows).all()
+        added += len(inserted)
+        owners += list((Counter(chunk) - Counter(inserted)).elements())  # collided: draw again
+    return added
+
+
+def _new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def list_codes(offer: Offer, *, limit: int, starting_after: str | None = None) -> dict:
+    return paginate(select(OfferCode).where(OfferCode.offer_id == offer.id), OfferCode, limit=limit,
+                    starting_after=starting_after)
+
+
+# --- validation ---------------------------------------------------------------------------------------
+
+def engine_offer(offer: Offer) -> engine.Offer:
+    """The engine's view of an offer; early access without hours takes each tier's own hours."""
+    hours_by_tier = dict(db.session.execute(select(Tier.code, Tier.early_access_hours)).all())
+    scope = {key: frozenset(offer.scope.get(key) or ()) for key in SCOPE_KEYS}
+    return engine.Offer(
+        kind=offer.kind, percent=offer.percent, amount=offer.amount, currency=offer.currency,
+        min_order_amount=offer.min_order_amount, starts_at=offer.starts_at, ends_at=offer.ends_at,
+        eligible_tiers=frozenset(offer.eligible_tiers or ()),
+        early_access={tier: hours if hours is not None else hours_by_tier.get(tier, 0)
+                      for tier, hours in (offer.early_access or {}).items()},
+        usage_limit_total=offer.usage_limit_total, usage_limit_per_member=offer.usage_limit_per_member, **scope)
+
+
+def find_code(code: str) -> OfferCode | None:
+    return db.session.scalar(select(OfferCode).where(OfferCode.code == normalise_code(code)))
+
+
+def uses(offer: Offer, member: Member | None, now: datetime) -> tuple[int, int]:
+    """Uses that count toward the limits: consumed, and reserved ones that have not expired."""
+    counting = or_(CouponUse.status == "consumed",
+                   (CouponUse.status == "reserved") & or_(CouponUse.expires_at.is_(None), CouponUse.expires_at > now))
+    base = select(func.count()).select_from(CouponUse).where(CouponUse.offer_id == offer.id, counting)
+    total = db.session.scalar(base)
+    mine = db.session.scalar(base.where(CouponUse.member_id == member.id)) if member else 0
+    return total, mine
+
+
+def validate(code: str, member: Member | None, cart: engine.Cart, now: datetime) -> engine.Validation:
+    """Whether `code` applies to `cart` for `member` now, the discount line by line, or the exact reason."""
+    entry = find_code(code)
+    if entry is None:
+        return engine.validate(engine.Offer(kind="percent_off", percent=1), engine.CodeState(exists=False), cart,
+                               engine.Shopper(member.id if member else None), now)
+    offer = db.session.get(Offer, entry.offer_id)
+    total, mine = uses(offer, member, now)
+    tier = tiers.current_tier(member)[0] if member else None
+    state = engine.CodeState(
+        exists=True, active=entry.active and offer.active, assigned_member_id=entry.member_id,
+        expires_at=entry.expires_at, uses_total=total, uses_by_member=mine)
+    return engine.validate(engine_offer(offer), state, cart,
+                           engine.Shopper(member.id if member else None, tier.code if tier else None), now)
