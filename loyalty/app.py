@@ -101,6 +101,7 @@ def _init_api(app: Flask) -> None:
     from loyalty.checkout.api import blp as checkout_blp
     from loyalty.members.api import blp as members_blp
     from loyalty.offers.api import blp as offers_blp
+    from loyalty.offers.api import rewards_blp
     from loyalty.rules.api import blp as rules_blp
     from loyalty.rules.document import DecimalString
     from loyalty.tiers.api import blp as tiers_blp
@@ -115,7 +116,7 @@ def _init_api(app: Flask) -> None:
         {"type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"],
          "description": "A member or staff session from a login endpoint."},
     )
-    for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, offers_blp, checkout_blp):
+    for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, offers_blp, rewards_blp, checkout_blp):
         api.register_blueprint(blueprint)
 
     @app.get("/docs/assets/<path:filename>")

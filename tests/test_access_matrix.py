@@ -19,7 +19,11 @@ from sqlalchemy import select
 
 from loyalty.auth.access import hash_api_key
 from loyalty.auth.models import ApiKey
+from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.ledger.service import Ledger
+from loyalty.members import service as members
+from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
@@ -76,6 +80,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "PATCH /v1/admin/offers/{id}": MANAGERS,
     "GET /v1/admin/offers/{id}/codes": MANAGERS,
     "POST /v1/admin/offers/{id}/codes": MANAGERS,
+    "GET /v1/admin/rewards": MANAGERS,
+    "POST /v1/admin/rewards": MANAGERS,
+    "PATCH /v1/admin/rewards/{id}": MANAGERS,
+    "GET /v1/rewards": frozenset({MEMBER}),
+    "POST /v1/me/rewards/{id}/claim": frozenset({MEMBER}),
+    "GET /v1/me/coupons": frozenset({MEMBER}),
     "POST /v1/members": MEMBER_WRITERS,
     "GET /v1/members": MEMBER_READERS,
     "GET /v1/members/{id}": MEMBER_READERS,
@@ -116,7 +126,7 @@ OFFER = {"name": "Ten percent", "kind": "percent_off", "percent": 10}
 
 
 def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft, make_tier,
-                 make_offer) -> Request:
+                 make_offer, make_reward) -> Request:
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
@@ -128,6 +138,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
             target = make_tier()
         elif path.startswith("/v1/admin/offers/"):
             target = make_offer()
+        elif path.startswith(("/v1/admin/rewards/", "/v1/me/rewards/")):
+            target = make_reward()
         else:
             target = api_key_id(make_api_key("checkout"))
         path = path.replace("{id}", target)
@@ -144,6 +156,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
         "POST /v1/admin/offers": lambda: OFFER,
         "PATCH /v1/admin/offers/{id}": lambda: {"name": "Renamed"},
         "POST /v1/admin/offers/{id}/codes": lambda: {"count": 3},
+        "POST /v1/admin/rewards": lambda: {"offer_id": make_offer(), "name": "Reward", "points_cost": 10},
+        "PATCH /v1/admin/rewards/{id}": lambda: {"name": "Renamed"},
         "PUT /v1/admin/rules/{id}": lambda: {"document": RULES},
         "POST /v1/admin/rules/{id}/publish": dict,
         "POST /v1/admin/rules/simulate": lambda: {"rules": RULES, "order": {"currency": "usd", "lines": SAMPLE_LINES}},
@@ -219,8 +233,13 @@ def caller_as(app: Flask, make_api_key, staff_client, member_client) -> Callable
             return Caller(app.test_client(), bearer(make_api_key("admin", revoked=True)))
         if credential in KEYS:
             return Caller(app.test_client(), bearer(make_api_key(credential.removeprefix("key:"))))
-        if credential == MEMBER:
-            return Caller(member_client()[0], {})
+        if credential == MEMBER:  # with points, so a reward claim can succeed
+            client, member = member_client()
+            with app.app_context():
+                Ledger(db.session).adjust(members.get_member(member["id"]).id, 100, reason="Matrix",
+                                          reference=f"matrix:{member['id']}", now=now())
+                db.session.commit()
+            return Caller(client, {})
         if credential in STAFF:
             return Caller(staff_client(credential.removeprefix("staff:")), {})
         raise AssertionError(f"unknown credential {credential}")
@@ -266,9 +285,21 @@ def make_offer(app: Flask) -> Callable[[], str]:
 
 
 @pytest.fixture
-def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier, make_offer) -> Callable[[str], Request]:
+def make_reward(app: Flask, make_offer) -> Callable[[], str]:
+    def make() -> str:
+        with app.app_context():
+            reward = catalog.create_reward({"offer_id": make_offer(), "name": "Reward", "points_cost": 10})
+            db.session.commit()
+            return reward.public_id
+
+    return make
+
+
+@pytest.fixture
+def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier, make_offer,
+               make_reward) -> Callable[[str], Request]:
     return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft, make_tier,
-                                         make_offer)
+                                         make_offer, make_reward)
 
 
 # --- The table itself --------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 import pytest
 from flask import Flask
 
+from loyalty.extensions import db
+from loyalty.offers import service as offers
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
 ONE_MIB = 1024 * 1024
@@ -55,6 +57,8 @@ class Endpoint:
             "threshold": 0,
             "basis": "points",
             "window_days": 365,
+            "offer_id": "{offer}",  # an offer the `post` fixture made
+            "points_cost": 100,
         }
         return {**{name: values[name] for name in self.required}, **self.extra}
 
@@ -72,6 +76,7 @@ ENDPOINTS = [
              ("total_amount", "ten"), "order_id"),
     Endpoint("/v1/admin/rules", "admin", ("document",), ("document", "x"), "note"),
     Endpoint("/v1/admin/offers", "admin", ("name", "kind"), ("percent", "ten"), "name", {"percent": 10}),
+    Endpoint("/v1/admin/rewards", "admin", ("offer_id", "name", "points_cost"), ("points_cost", "lots"), "name"),
     Endpoint("/v1/admin/tiers", "admin", ("code", "name", "rank", "threshold", "basis", "window_days"),
              ("rank", "first"), "name"),
     Endpoint("/v1/admin/rules/simulate", "admin", ("order",), ("order", "x"), "member_id", {"rules": RULES},
@@ -90,13 +95,18 @@ def post(app: Flask, make_api_key, make_member, endpoint: Endpoint) -> Callable[
     exist before the test begins."""
     headers = bearer(make_api_key(endpoint.scope)) if endpoint.scope else {}
     member_id = make_member()["id"]
+    with app.app_context():
+        offer_id = offers.create_offer({"name": "Ten", "kind": "percent_off", "percent": 10}).public_id
+        db.session.commit()
     path = endpoint.path.replace("{member}", member_id)
     client = app.test_client()
 
     def send(**kwargs):
         body = kwargs.get("json")
         if isinstance(body, dict) and body.get("member_id") == "{member}":
-            kwargs["json"] = {**body, "member_id": member_id}
+            kwargs["json"] = body = {**body, "member_id": member_id}
+        if isinstance(body, dict) and body.get("offer_id") == "{offer}":
+            kwargs["json"] = {**body, "offer_id": offer_id}
         return client.post(path, headers=headers, **kwargs)
 
     return send

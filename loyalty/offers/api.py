@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import secrets
+
+from flask import request
+from flask_login import current_user
 from sqlalchemy import select
 
 from loyalty.auth.access import require
+from loyalty.clock import now
 from loyalty.errors import ValidationProblem
 from loyalty.extensions import Blueprint, db
+from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
-from loyalty.offers import service
+from loyalty.offers import rewards, service
 from loyalty.offers.schemas import (
+    ClaimedSchema,
     CodePageSchema,
     GenerateCodesSchema,
     GeneratedSchema,
+    MemberCouponListSchema,
     OfferInputSchema,
     OfferPageSchema,
     OfferPatchSchema,
     OfferSchema,
+    RewardInputSchema,
+    RewardPageSchema,
+    RewardPatchSchema,
+    RewardSchema,
 )
 from loyalty.schemas import ListArgsSchema
 
@@ -97,3 +109,70 @@ def list_codes(args: dict, offer_id: str):
     return {**page, "data": [{"public_id": c.public_id, "code": c.code, "kind": c.kind, "active": c.active,
                               "member_id": owners.get(c.member_id), "expires_at": c.expires_at}
                              for c in page["data"]]}
+
+
+rewards_blp = Blueprint("rewards", __name__, url_prefix="/v1", description="The reward catalog and coupons")
+
+
+@rewards_blp.get("/admin/rewards")
+@require(scope="admin", roles=MANAGERS)
+@rewards_blp.arguments(ListArgsSchema, location="query")
+@rewards_blp.response(200, RewardPageSchema)
+def list_rewards(args: dict):
+    """The reward catalog, oldest first."""
+    return rewards.list_rewards(**args)
+
+
+@rewards_blp.post("/admin/rewards")
+@require(scope="admin", roles=MANAGERS)
+@rewards_blp.arguments(RewardInputSchema)
+@rewards_blp.response(201, RewardSchema)
+def create_reward(payload: dict):
+    """Add a reward: a coupon of an offer, for points, with optional stock and per-member limit."""
+    reward = rewards.create_reward(payload)
+    db.session.commit()
+    return reward
+
+
+@rewards_blp.patch("/admin/rewards/<string:reward_id>")
+@require(scope="admin", roles=MANAGERS)
+@rewards_blp.arguments(RewardPatchSchema)
+@rewards_blp.response(200, RewardSchema)
+def update_reward(payload: dict, reward_id: str):
+    reward = rewards.update_reward(rewards.get_reward(reward_id), payload)
+    db.session.commit()
+    return reward
+
+
+@rewards_blp.get("/rewards")
+@require(member=True)
+@rewards_blp.arguments(ListArgsSchema, location="query")
+@rewards_blp.response(200, RewardPageSchema)
+def catalog(args: dict):
+    """Rewards the member may claim."""
+    return rewards.list_rewards(**args, only_active=True)
+
+
+@rewards_blp.post("/me/rewards/<string:reward_id>/claim")
+@require(member=True)
+@rewards_blp.response(201, ClaimedSchema)
+def claim(reward_id: str):
+    """Spend points for a reward: the coupon is issued in the same transaction. Send `Idempotency-Key`
+    so a retry claims once."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 128:
+        raise ValidationProblem(errors={"Idempotency-Key": ["At most 128 characters."]})
+    reference = f"{current_user.public_id}:{key}" if key else f"{current_user.public_id}:{secrets.token_hex(12)}"
+    claimed, code = rewards.claim(reward_id, current_user, reference=reference, now=now())
+    db.session.commit()
+    return {"reward_id": reward_id, "code": code.code, "expires_at": code.expires_at,
+            "points_spent": rewards.get_reward(reward_id).points_cost,
+            "transaction_id": db.session.get(JournalTransaction, claimed.transaction_id).public_id}
+
+
+@rewards_blp.get("/me/coupons")
+@require(member=True)
+@rewards_blp.response(200, MemberCouponListSchema)
+def my_coupons():
+    """The member's own coupons and the offers they may use now or soon (early access with its opening)."""
+    return {"data": service.member_coupons(current_user, now()), "has_more": False}

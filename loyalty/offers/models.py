@@ -93,3 +93,39 @@ class CouponUse(db.Model):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Reward(db.Model):
+    """An entry of the reward catalog: spend points for a coupon of an offer."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (
+        CheckConstraint("points_cost > 0", name="points_cost"),
+        CheckConstraint("stock IS NULL OR claimed <= stock", name="stock"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("rwd"))
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(1000))
+    points_cost: Mapped[int] = mapped_column(BigInteger)
+    stock: Mapped[int | None]  # None: unlimited
+    claimed: Mapped[int] = mapped_column(default=0)
+    per_member_limit: Mapped[int | None]
+    coupon_valid_days: Mapped[int] = mapped_column(default=30)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class RewardClaim(db.Model):
+    __tablename__ = "reward_claims"
+    __table_args__ = (Index("ix_reward_claims_reward_id_member_id", "reward_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    code_id: Mapped[int] = mapped_column(ForeignKey("offer_codes.id"))
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
+    reference: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)

@@ -104,3 +104,87 @@ class CodePageSchema(Schema):
     has_more = fields.Boolean()
 
 
+
+
+class RewardInputSchema(StrictSchema):
+    offer_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(validate=validate.Length(max=1000), allow_none=True)
+    points_cost = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10**9))
+    stock = fields.Integer(strict=True, validate=validate.Range(min=0), allow_none=True)
+    per_member_limit = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    coupon_valid_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=3660))
+    active = fields.Boolean()
+
+
+class RewardPatchSchema(StrictSchema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(validate=validate.Length(max=1000), allow_none=True)
+    points_cost = fields.Integer(strict=True, validate=validate.Range(min=1, max=10**9))
+    stock = fields.Integer(strict=True, validate=validate.Range(min=0), allow_none=True)
+    per_member_limit = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    coupon_valid_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=3660))
+    active = fields.Boolean()
+
+
+class RewardSchema(Schema):
+    id = fields.String(attribute="public_id")
+    offer_id = fields.Method("_offer_id")
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    points_cost = fields.Integer()
+    stock = fields.Integer(allow_none=True)
+    claimed = fields.Integer()
+    remaining = fields.Method("_remaining", allow_none=True)
+    per_member_limit = fields.Integer(allow_none=True)
+    coupon_valid_days = fields.Integer()
+    active = fields.Boolean()
+
+    def _offer_id(self, reward) -> str:
+        from loyalty.extensions import db
+        from loyalty.offers.models import Offer
+
+        return db.session.get(Offer, reward.offer_id).public_id
+
+    def _remaining(self, reward) -> int | None:
+        return None if reward.stock is None else reward.stock - reward.claimed
+
+
+class RewardPageSchema(Schema):
+    data = fields.List(fields.Nested(RewardSchema))
+    has_more = fields.Boolean()
+
+
+class ClaimedSchema(Schema):
+    reward_id = fields.String()
+    code = fields.String()
+    expires_at = fields.DateTime()
+    points_spent = fields.Integer()
+    transaction_id = fields.String()
+
+
+class CouponOfferSchema(Schema):
+    id = fields.String(attribute="public_id")
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    kind = fields.String()
+    percent = fields.Integer(allow_none=True)
+    amount = fields.Integer(allow_none=True)
+    currency = fields.String(allow_none=True)
+    min_order_amount = fields.Integer()
+    starts_at = fields.DateTime(allow_none=True)
+    ends_at = fields.DateTime(allow_none=True)
+
+
+class MemberCouponSchema(Schema):
+    code = fields.String()
+    offer = fields.Nested(CouponOfferSchema)
+    assigned = fields.Boolean(metadata={"description": "A code of the member's own (e.g. a reward)."})
+    open = fields.Boolean()
+    opens_at = fields.DateTime(allow_none=True, metadata={"description": "When it opens for this member."})
+    expires_at = fields.DateTime(allow_none=True)
+
+
+class MemberCouponListSchema(Schema):
+    data = fields.List(fields.Nested(MemberCouponSchema))
+    has_more = fields.Boolean()

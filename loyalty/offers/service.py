@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -166,3 +166,92 @@ def validate(code: str, member: Member | None, cart: engine.Cart, now: datetime)
         expires_at=entry.expires_at, uses_total=total, uses_by_member=mine)
     return engine.validate(engine_offer(offer), state, cart,
                            engine.Shopper(member.id if member else None, tier.code if tier else None), now)
+
+
+# --- reserving and consuming a use (for checkout) ------------------------------------------------------
+
+class CouponProblem(ValidationProblem):
+    """A code that does not apply, answered 422 with the engine's exact code."""
+
+
+def _lock_offer(offer_id: int) -> Offer:
+    query = select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return db.session.scalar(query)
+
+
+def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: str, expires_at: datetime,
+            now: datetime) -> tuple[CouponUse, engine.Validation]:
+    """Hold one use of a code for a checkout. The offer row is locked while uses are counted, so the
+    last use goes to exactly one of two racing checkouts."""
+    entry = find_code(code)
+    if entry is not None:
+        _lock_offer(entry.offer_id)
+    previous = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference))
+    result = validate(code, member, cart, now)
+    if previous is not None:
+        return previous, result
+    if not result.valid:
+        raise CouponProblem(result.detail, code=result.code, title="Coupon does not apply")
+    use = CouponUse(offer_id=entry.offer_id, code_id=entry.id, member_id=member.id if member else None,
+                    status="reserved", reference=reference, expires_at=expires_at, created_at=now)
+    db.session.add(use)
+    db.session.flush()
+    return use, result
+
+
+def _use(reference: str) -> CouponUse:
+    use = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference)
+                            .execution_options(populate_existing=True))
+    if use is None:
+        raise NotFound("No coupon use has this reference.")
+    return use
+
+
+def consume(reference: str, *, now: datetime) -> CouponUse:
+    """The payment went through: the reserved use counts for good. Consuming twice is harmless."""
+    use = _use(reference)
+    _lock_offer(use.offer_id)
+    if use.status == "released":
+        raise Conflict("This coupon use was released.", code="redemption_not_held")
+    if use.status == "reserved":
+        use.status, use.resolved_at = "consumed", now
+    return use
+
+
+def release(reference: str, *, now: datetime) -> CouponUse:
+    """The checkout was abandoned: the use is given back. Releasing twice is harmless."""
+    use = _use(reference)
+    _lock_offer(use.offer_id)
+    if use.status == "consumed":
+        raise Conflict("This coupon use was consumed.", code="redemption_not_held")
+    if use.status == "reserved":
+        use.status, use.resolved_at = "released", now
+    return use
+
+
+def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta(days=7)) -> list[dict[str, Any]]:
+    """The member's own codes still usable, and public offers open to them now or within `soon`
+    (early access shown with the moment it opens for them)."""
+    tier = tiers.current_tier(member)[0]
+    shopper_tier = tier.code if tier else None
+    rows = db.session.execute(
+        select(OfferCode, Offer).join(Offer, Offer.id == OfferCode.offer_id)
+        .where(Offer.active.is_(True), OfferCode.active.is_(True),
+               or_(OfferCode.member_id == member.id, OfferCode.kind == "public"),
+               or_(Offer.ends_at.is_(None), Offer.ends_at > now),
+               or_(OfferCode.expires_at.is_(None), OfferCode.expires_at > now))
+        .order_by(OfferCode.id)).all()
+    coupons = []
+    for code, offer in rows:
+        view = engine_offer(offer)
+        if view.eligible_tiers and shopper_tier not in view.eligible_tiers:
+            continue
+        opens_at = engine.opens_at_for(view, shopper_tier)
+        if opens_at is not None and opens_at > now + soon:
+            continue
+        coupons.append({"code": code.code, "offer": offer, "assigned": code.member_id == member.id,
+                        "opens_at": opens_at, "open": opens_at is None or opens_at <= now,
+                        "expires_at": min((t for t in (offer.ends_at, code.expires_at) if t), default=None)})
+    return coupons

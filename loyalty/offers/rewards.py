@@ -1,0 +1,85 @@
+"""The reward catalog: points spent through the ledger and a coupon issued in the same transaction,
+with stock and per-member limits that hold under concurrent claims (the reward row is locked)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from loyalty.errors import Conflict, NotFound, ValidationProblem
+from loyalty.extensions import db
+from loyalty.ledger.service import Ledger
+from loyalty.members.models import Member
+from loyalty.offers import service as offers
+from loyalty.offers.models import Offer, OfferCode, Reward, RewardClaim
+from loyalty.pagination import paginate
+
+
+def get_reward(public_id: str, *, lock: bool = False) -> Reward:
+    query = select(Reward).where(Reward.public_id == public_id).execution_options(populate_existing=True)
+    if lock and db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    reward = db.session.scalar(query)
+    if reward is None:
+        raise NotFound("No reward has this id.")
+    return reward
+
+
+def create_reward(fields: dict[str, Any]) -> Reward:
+    offer = offers.get_offer(fields.pop("offer_id"))
+    reward = Reward(offer_id=offer.id, **fields)
+    db.session.add(reward)
+    db.session.flush()
+    return reward
+
+
+def update_reward(reward: Reward, changes: dict[str, Any]) -> Reward:
+    if "stock" in changes and changes["stock"] is not None and changes["stock"] < reward.claimed:
+        raise ValidationProblem(errors={"stock": [f"{reward.claimed} were claimed already."]})
+    for name, value in changes.items():
+        setattr(reward, name, value)
+    db.session.flush()
+    return reward
+
+
+def list_rewards(*, limit: int, starting_after: str | None = None, only_active: bool = False) -> dict:
+    query = select(Reward)
+    if only_active:
+        query = query.where(Reward.active.is_(True))
+    return paginate(query, Reward, limit=limit, starting_after=starting_after)
+
+
+def claimed_by(reward: Reward, member: Member) -> int:
+    return db.session.scalar(select(func.count()).select_from(RewardClaim).where(
+        RewardClaim.reward_id == reward.id, RewardClaim.member_id == member.id))
+
+
+def claim(reward_public_id: str, member: Member, *, reference: str, now: datetime) -> tuple[RewardClaim, OfferCode]:
+    """Spend the reward's points and issue its coupon, at most stock times and per-member-limit times."""
+    reward = get_reward(reward_public_id, lock=True)
+    previous = db.session.scalar(select(RewardClaim).where(RewardClaim.reference == reference))
+    if previous is not None:
+        if previous.reward_id != reward.id or previous.member_id != member.id:
+            raise Conflict("This idempotency key was used for another claim.", code="idempotency_key_reused")
+        return previous, db.session.get(OfferCode, previous.code_id)
+    offer = db.session.get(Offer, reward.offer_id)
+    if not reward.active or not offer.active:
+        raise Conflict("This reward is not available.", code="reward_unavailable")
+    if reward.stock is not None and reward.claimed >= reward.stock:
+        raise Conflict("This reward is sold out.", code="reward_sold_out")
+    if reward.per_member_limit is not None and claimed_by(reward, member) >= reward.per_member_limit:
+        raise Conflict("You have claimed this reward as many times as allowed.", code="reward_limit_reached")
+    txn = Ledger(db.session).spend(member.id, reward.points_cost, reference=f"reward:{reference}", now=now,
+                                   description=f"Reward: {reward.name}")
+    expires_at = now + timedelta(days=reward.coupon_valid_days)
+    offers.generate_codes(offer, 1, member_ids=[member.id], expires_at=expires_at)
+    code = db.session.scalar(select(OfferCode).where(OfferCode.offer_id == offer.id, OfferCode.member_id == member.id)
+                             .order_by(OfferCode.id.desc()).limit(1))
+    reward.claimed += 1
+    claim_row = RewardClaim(reward_id=reward.id, member_id=member.id, code_id=code.id, transaction_id=txn.id,
+                            reference=reference, created_at=now)
+    db.session.add(claim_row)
+    db.session.flush()
+    return claim_row, code
