@@ -62,6 +62,21 @@ class DecimalText(TypeDecorator):
         return None if value is None else Decimal(value)
 
 
+def random_string(alphabet: str, length: int) -> str:
+    """`length` characters drawn uniformly from `alphabet` with the system's CSPRNG.
+
+    One draw of 64 bits more than needed, written in base len(alphabet): the bias is below 2**-64,
+    and it is many times faster than a secrets.choice per character (100,000 codes at a time).
+    """
+    base = len(alphabet)
+    number = int.from_bytes(secrets.token_bytes((base**length).bit_length() // 8 + 9))
+    characters = []
+    for _ in range(length):
+        number, digit = divmod(number, base)
+        characters.append(alphabet[digit])
+    return "".join(characters)
+
+
 def new_public_id(prefix: str, length: int = 20) -> str:
     """A prefixed random id such as `mem_4k2...`: 20 base-36 characters, about 103 bits."""
-    return f"{prefix}_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    return f"{prefix}_" + random_string(_ID_ALPHABET, length)

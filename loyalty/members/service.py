@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from loyalty.auth.passwords import hash_password, verify_password
 from loyalty.clock import now
+from loyalty.db import random_string
 from loyalty.errors import Conflict, NotFound, Problem, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger.service import Ledger
@@ -43,7 +44,7 @@ class NewMember:
 
 
 def new_referral_code() -> str:
-    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+    return random_string(REFERRAL_ALPHABET, REFERRAL_CODE_LENGTH)
 
 
 def normalise_referral_code(code: str) -> str:

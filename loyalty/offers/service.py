@@ -3,18 +3,16 @@ state (the decision itself is `loyalty.offers.engine`, pure). Adds and flushes; 
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from loyalty.clock import now
-from loyalty.db import new_public_id
+from loyalty.db import new_public_id, random_string
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.members.models import Member
@@ -97,25 +95,50 @@ def _add_public_code(offer: Offer, code: str) -> OfferCode:
 
 def generate_codes(offer: Offer, count: int, *, member_ids: list[int] | None = None,
                    expires_at: datetime | None = None) -> int:
-    """Add `count` unique unguessable codes (one per member when `member_ids` is given), in chunks of
-    multi-row inserts; a code that collides with an existing one is skipped and drawn again."""
-    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    """Add `count` unique unguessable codes (one per member when `member_ids` is given), in chunks; a code
+    that collides with an existing one is skipped and drawn again."""
     owners: list[int | None] = list(member_ids) if member_ids else [None] * count
+    insert = _insert_codes_postgres if db.session.get_bind().dialect.name == "postgresql" else _insert_codes
     added = 0
     while owners:
         chunk, owners = owners[:_CHUNK], owners[_CHUNK:]
-        rows = [{"public_id": new_public_id("cpn"), "offer_id": offer.id, "code": _new_code(), "kind": "unique",
-                 "member_id": owner, "active": True, "expires_at": expires_at, "created_at": now()}
-                for owner in chunk]
-        inserted = db.session.scalars(insert(OfferCode).on_conflict_do_nothing().returning(OfferCode.member_id),
-                                      rows).all()
+        rows = [(new_public_id("cpn"), offer.id, _new_code(), owner, expires_at, now()) for owner in chunk]
+        inserted = insert(rows)
         added += len(inserted)
         owners += list((Counter(chunk) - Counter(inserted)).elements())  # collided: draw again
     return added
 
 
+_COLUMNS = ("public_id", "offer_id", "code", "member_id", "expires_at", "created_at")
+
+
+def _insert_codes(rows: list[tuple]) -> list[int | None]:
+    """Multi-row INSERT ... ON CONFLICT DO NOTHING; answers the owners of the codes that went in."""
+    insert = sqlite_insert(OfferCode).on_conflict_do_nothing().returning(OfferCode.member_id)
+    return db.session.scalars(insert, [{**dict(zip(_COLUMNS, row, strict=True)), "kind": "unique", "active": True}
+                                       for row in rows]).all()
+
+
+def _insert_codes_postgres(rows: list[tuple]) -> list[int | None]:
+    """COPY into a scratch table, then one INSERT ... SELECT: several times faster than a multi-row
+    INSERT for 100,000 codes, still inside the request's transaction."""
+    cursor = db.session.connection().connection.dbapi_connection.cursor()
+    cursor.execute("CREATE TEMP TABLE IF NOT EXISTS new_offer_codes (public_id text, offer_id integer, code text, "
+                   "member_id integer, expires_at timestamptz, created_at timestamptz) ON COMMIT DELETE ROWS")
+    with cursor.copy(f"COPY new_offer_codes ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    cursor.execute(f"INSERT INTO offer_codes ({', '.join(_COLUMNS)}, kind, active) "  # noqa: S608 - constant columns
+                   f"SELECT {', '.join(_COLUMNS)}, 'unique', true FROM new_offer_codes "
+                   "ON CONFLICT DO NOTHING RETURNING member_id")
+    inserted = [member_id for (member_id,) in cursor.fetchall()]
+    cursor.execute("DELETE FROM new_offer_codes")
+    cursor.close()
+    return inserted
+
+
 def _new_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return random_string(CODE_ALPHABET, CODE_LENGTH)
 
 
 def list_codes(offer: Offer, *, limit: int, starting_after: str | None = None) -> dict:
