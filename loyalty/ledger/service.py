@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, column, func, or_, select, table
+from sqlalchemy import and_, column, func, insert, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,10 +120,13 @@ class _Movement:
         except IntegrityError:
             # Only the reference is unique here: another member's movement already took it.
             raise IdempotencyKeyReused("This reference was already used for another movement.") from None
-        session.add_all(Posting(transaction_id=txn.id, account_id=self.accounts[k].id, amount=a)
-                        for k, a in legs.items())
-        session.add_all(LotMovement(transaction_id=txn.id, lot_id=lot.id, amount=amount)
-                        for lot, amount in self.lot_changes if amount)
+        # Bulk inserts: the journal's rows are never read back as objects in this unit of work.
+        session.execute(insert(Posting), [{"transaction_id": txn.id, "account_id": self.accounts[k].id, "amount": a}
+                                          for k, a in legs.items()])
+        movements = [{"transaction_id": txn.id, "lot_id": lot.id, "amount": amount}
+                     for lot, amount in self.lot_changes if amount]
+        if movements:
+            session.execute(insert(LotMovement), movements)
         return txn
 
 
