@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 
 import flask_migrate
+from psycopg.types.numeric import Int8
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -75,7 +76,8 @@ def seed(member_count: int) -> float:
     started = time.perf_counter()
     with db.engine.begin() as connection:
         for statement in SEED:
-            connection.execute(text(statement), {"members": member_count, "earns": EARNS_PER_MEMBER})
+            # As bigints: psycopg would send small numbers as smallint, and products overflow it.
+            connection.execute(text(statement), {"members": Int8(member_count), "earns": Int8(EARNS_PER_MEMBER)})
         for table in SEQUENCES:
             connection.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                     f"(SELECT max(id) FROM {table}))"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -20,7 +21,10 @@ from loyalty.extensions import db
 from loyalty.jobs.cli import jobs_cli
 from loyalty.ledger import verify as ledger_verify
 from loyalty.members import service as members
+from loyalty.offers import rewards
+from loyalty.offers import service as offers
 from loyalty.rules import service as rules
+from loyalty.tiers import service as tiers
 
 cli = AppGroup("loyalty", help="Loyalty operator commands.")
 
@@ -31,6 +35,14 @@ DEMO_MEMBERS = (
     ("alan@demo.loyalty.test", "Alan Turing", "shop-1003"),
 )
 DEMO_CREDENTIALS_FILE = "demo-credentials.txt"
+DEMO_TIERS = (
+    {"code": "member", "name": "Member", "rank": 0, "threshold": 0, "basis": "points", "window_days": 365},
+    {"code": "silver", "name": "Silver", "rank": 1, "threshold": 500, "basis": "points", "window_days": 365,
+     "earn_multiplier": Decimal("1.25"), "early_access_hours": 12},
+    {"code": "gold", "name": "Gold", "rank": 2, "threshold": 2000, "basis": "points", "window_days": 365,
+     "earn_multiplier": Decimal("1.5"), "discount_percent": 5, "early_access_hours": 24,
+     "perks": "Free returns"},
+)
 DEMO_RULES = {
     "earn": {"rates": {"usd": "1", "eur": "1"}, "pending_days": 14, "first_order_points": 100,
              "multipliers": [{"id": "shoes-x2", "categories": ["shoes"], "multiplier": "2",
@@ -91,12 +103,25 @@ def create_api_key(name: str, scopes: str) -> None:
 
 @cli.command("seed-demo")
 def seed_demo() -> None:
-    """Seed a demo program once: rules, an admin, an API key with every scope, a few members with an order.
+    """Seed a demo program once: tiers, offers, rewards, rules, an admin, an API key with every scope, and a
+    few members with an order.
 
     The credentials go to instance/demo-credentials.txt (the key cannot be shown again
     otherwise) and are printed on every run.
     """
     credentials = Path(current_app.instance_path) / DEMO_CREDENTIALS_FILE
+    if not tiers.all_tiers():
+        for fields in DEMO_TIERS:
+            tiers.create_tier(dict(fields))
+        offer = offers.create_offer({"name": "Gold members: 15% off", "kind": "percent_off", "percent": 15,
+                                     "eligible_tiers": ["gold"], "code": "GOLD15"})
+        rewards.create_reward({"offer_id": offer.public_id, "name": "15% off for Gold", "points_cost": 500})
+        welcome = offers.create_offer({"name": "USD 5 off", "kind": "amount_off", "amount": 500, "currency": "usd",
+                                       "min_order_amount": 2500})
+        rewards.create_reward({"offer_id": welcome.public_id, "name": "USD 5 off your next order",
+                               "points_cost": 500, "per_member_limit": 3})
+        db.session.commit()
+        click.echo("Created demo tiers, offers and rewards.")
     if not rules.list_versions(limit=1)["data"]:
         draft = rules.create_draft(DEMO_RULES, note="Demo program", staff_id=None)
         rules.publish(draft.version, effective_from=None, staff_id=None, now=now())

@@ -109,4 +109,6 @@ def test_seed_demo_publishes_rules_and_members_earn_by_them(runner, client, app,
     ada = client.get("/v1/members?email=" + DEMO_MEMBERS[0][0], headers=bearer(key)).get_json()["data"][0]
     # 100 welcome points now; USD 42.00 at 1 point per dollar plus the first-order bonus, pending.
     assert ada["points"] == {"available": 100, "pending": 142, "held": 0, "lifetime_earned": 242}
+    assert ada["tier"] == {"code": "member", "name": "Member"}
+    assert ada["next_tier"] == {"code": "silver", "name": "Silver", "remaining": 258, "basis": "points"}
     assert "Published demo rules" not in runner.invoke(args=["loyalty", "seed-demo"]).output
