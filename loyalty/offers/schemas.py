@@ -163,17 +163,12 @@ class ClaimedSchema(Schema):
     transaction_id = fields.String()
 
 
-class CouponOfferSchema(Schema):
-    id = fields.String(attribute="public_id")
-    name = fields.String()
-    description = fields.String(allow_none=True)
-    kind = fields.String()
-    percent = fields.Integer(allow_none=True)
-    amount = fields.Integer(allow_none=True)
-    currency = fields.String(allow_none=True)
-    min_order_amount = fields.Integer()
-    starts_at = fields.DateTime(allow_none=True)
-    ends_at = fields.DateTime(allow_none=True)
+class CouponOfferSchema(OfferSchema):
+    """What a member sees of an offer."""
+
+    class Meta:
+        exclude = ("scope", "eligible_tiers", "early_access", "usage_limit_total", "usage_limit_per_member",
+                   "combines_with_points", "combines_with_tier_discount", "active", "created_at")
 
 
 class MemberCouponSchema(Schema):
