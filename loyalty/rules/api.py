@@ -32,8 +32,9 @@ def _staff_id() -> int | None:
     return current_user.id if isinstance(current_user, StaffUser) else None
 
 
-def _shown(version) -> dict:
-    current = service.in_force(now())
+def _shown(version, current=None) -> dict:
+    """A version as the API shows it, marked when it is the one in force (`current`, looked up if not given)."""
+    current = current or service.in_force(now())
     return {**{c: getattr(version, c) for c in ("version", "status", "note", "effective_from", "created_at",
                                                  "published_at", "document")},
             "in_force": current is not None and current.id == version.id}
@@ -46,7 +47,8 @@ def _shown(version) -> dict:
 def list_versions(args: dict):
     """Rule versions, newest first, with the one in force marked."""
     page = service.list_versions(**args)
-    return {**page, "data": [_shown(v) for v in page["data"]]}
+    current = service.in_force(now())  # once for the whole page
+    return {**page, "data": [_shown(v, current) for v in page["data"]]}
 
 
 @blp.post("")
