@@ -32,9 +32,8 @@ def _staff_id() -> int | None:
     return current_user.id if isinstance(current_user, StaffUser) else None
 
 
-def _shown(version, current=None) -> dict:
-    """A version as the API shows it, marked when it is the one in force (`current`, looked up if not given)."""
-    current = current or service.in_force(now())
+def _shown(version, current) -> dict:
+    """A version as the API shows it, marked when it is `current`, the one in force."""
     return {**{c: getattr(version, c) for c in ("version", "status", "note", "effective_from", "created_at",
                                                  "published_at", "document")},
             "in_force": current is not None and current.id == version.id}
@@ -47,7 +46,7 @@ def _shown(version, current=None) -> dict:
 def list_versions(args: dict):
     """Rule versions, newest first, with the one in force marked."""
     page = service.list_versions(**args)
-    current = service.in_force(now())  # once for the whole page
+    current = service.in_force(now())
     return {**page, "data": [_shown(v, current) for v in page["data"]]}
 
 
@@ -59,7 +58,7 @@ def create_draft(payload: dict):
     """Create a draft from a rules document. Invalid documents are refused with the exact paths."""
     draft = service.create_draft(payload["document"], note=payload.get("note"), staff_id=_staff_id())
     db.session.commit()
-    return _shown(draft)
+    return _shown(draft, service.in_force(now()))
 
 
 @blp.get("/<int:version>")
@@ -67,7 +66,7 @@ def create_draft(payload: dict):
 @blp.response(200, RuleVersionSchema)
 def get_version(version: int):
     """One version, with its document."""
-    return _shown(service.get_version(version))
+    return _shown(service.get_version(version), service.in_force(now()))
 
 
 @blp.put("/<int:version>")
@@ -78,7 +77,7 @@ def update_draft(payload: dict, version: int):
     """Replace a draft's document. Published versions never change."""
     draft = service.update_draft(version, payload["document"], note=payload.get("note"))
     db.session.commit()
-    return _shown(draft)
+    return _shown(draft, service.in_force(now()))
 
 
 @blp.post("/<int:version>/publish")
@@ -90,7 +89,7 @@ def publish(payload: dict, version: int):
     published = service.publish(version, effective_from=payload.get("effective_from"), staff_id=_staff_id(),
                                 now=now())
     db.session.commit()
-    return _shown(published)
+    return _shown(published, service.in_force(now()))
 
 
 @blp.post("/simulate")
