@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import DateTime, MetaData, Select, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Session
 
 # Stable constraint names, so migrations can refer to them on every database.
 NAMING_CONVENTION = {
@@ -60,6 +61,15 @@ class DecimalText(TypeDecorator):
 
     def process_result_value(self, value: str | None, dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
+
+
+def for_update(query: Select, session: Session, **options: Any) -> Select:
+    """Lock the rows `query` reads until the transaction ends. PostgreSQL: SELECT ... FOR UPDATE.
+    SQLite has no row locks; every transaction there begins IMMEDIATE (loyalty.app), which serialises
+    writers instead, so the query is left as it is."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(**options)
+    return query
 
 
 def random_string(alphabet: str, length: int) -> str:

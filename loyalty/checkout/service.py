@@ -3,8 +3,6 @@ Adds and flushes; never commits."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from loyalty.checkout.models import Order
 from loyalty.errors import Conflict, ValidationProblem
 from loyalty.extensions import db
+from loyalty.idempotency import fingerprint
 from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
@@ -44,10 +43,6 @@ def engine_order(order: Order) -> engine.Order:
                               "shipping_amount": order.shipping_amount, "discount_amount": order.discount_amount})
 
 
-def _fingerprint(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _member(public_id: str) -> Member:
     member = db.session.scalar(select(Member).where(Member.public_id == public_id))
     if member is None:
@@ -58,7 +53,7 @@ def _member(public_id: str) -> Member:
 def record_paid_order(payload: dict[str, Any], *, now: datetime) -> OrderResult:
     """Record a paid order and earn its points. The same order_id with the same details answers the
     first result; with other details it is a conflict."""
-    request_hash = _fingerprint(payload)
+    request_hash = fingerprint(payload)
     existing = db.session.scalar(select(Order).where(Order.order_id == payload["order_id"]))
     if existing is not None:
         return _replay(existing, request_hash)

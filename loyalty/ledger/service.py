@@ -8,8 +8,6 @@ balances and the lots. It adds and flushes; the caller commits. No Flask here.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +17,7 @@ from sqlalchemy import and_, column, func, insert, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from loyalty.db import for_update
 from loyalty.errors import (
     Conflict,
     HoldExpired,
@@ -29,6 +28,7 @@ from loyalty.errors import (
     RedemptionNotHeld,
     ValidationProblem,
 )
+from loyalty.idempotency import fingerprint
 from loyalty.ledger.models import (
     ACCOUNT_KINDS,
     MEMBER_ACCOUNTS,
@@ -60,10 +60,6 @@ class Balances:
 class Expiring:
     points: int
     expires_at: datetime
-
-
-def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()
 
 
 def _positive(points: int, field: str = "points") -> None:
@@ -144,11 +140,7 @@ class Ledger:
         self.session.flush()
 
     def _lock(self, member_id: int) -> tuple[dict[str, Account], str]:
-        """Lock the member's accounts in id order; answer them with the member's status.
-
-        PostgreSQL: SELECT ... FOR UPDATE. SQLite: every transaction begins IMMEDIATE (see
-        loyalty.app), so the writer lock is already ours.
-        """
+        """Lock the member's accounts in id order; answer them with the member's status."""
         query = (
             select(Account, _members.c.status)
             .join(_members, _members.c.id == Account.member_id)
@@ -156,9 +148,7 @@ class Ledger:
             .order_by(Account.id)
             .execution_options(populate_existing=True)
         )
-        if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=Account)
-        rows = self.session.execute(query).all()
+        rows = self.session.execute(for_update(query, self.session, of=Account)).all()
         if not rows:
             raise NotFound("No member has this id.")
         return {account.kind: account for account, _ in rows}, rows[0][1]
@@ -166,9 +156,8 @@ class Ledger:
     def lock_members(self, member_ids: list[int]) -> None:
         """Lock several members' accounts at once, in member order, before a movement that touches
         them all (a referral pays two members): two such movements can never wait on each other."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(select(Account.id).where(Account.member_id.in_(member_ids))
-                                 .order_by(Account.member_id, Account.id).with_for_update())
+        self.session.execute(for_update(select(Account.id).where(Account.member_id.in_(member_ids))
+                                        .order_by(Account.member_id, Account.id), self.session))
 
     def _replay(self, reference: str, request_hash: str) -> JournalTransaction | None:
         txn = self.session.scalar(select(JournalTransaction).where(JournalTransaction.reference == reference))
@@ -262,7 +251,7 @@ class Ledger:
             source = self.session.get(JournalTransaction, lot.transaction_id)
             done.append(movement.write(
                 member_id, "activate", reference=f"activate:{lot.public_id}",
-                request_hash=_fingerprint("activate", lot.public_id), related_id=source.id,
+                request_hash=fingerprint("activate", lot.public_id), related_id=source.id,
                 order_id=source.order_id,
                 description=f"{lot.remaining} points from {source.description} are now available",
             ))
@@ -274,7 +263,7 @@ class Ledger:
             lot.status = "expired"
             done.append(movement.write(
                 member_id, "expire", reference=f"expire:{lot.public_id}",
-                request_hash=_fingerprint("expire", lot.public_id), related_id=lot.transaction_id,
+                request_hash=fingerprint("expire", lot.public_id), related_id=lot.transaction_id,
                 description=f"{points} points expired (earned {lot.created_at:%Y-%m-%d})",
             ))
         return done
@@ -347,7 +336,7 @@ class Ledger:
         _positive(points)
         if kind not in EARN_KINDS:
             raise ValueError(f"earn kind must be one of {EARN_KINDS}")
-        request_hash = _fingerprint("earn", member_id, points, kind, pending_until, expires_at, order_id,
+        request_hash = fingerprint("earn", member_id, points, kind, pending_until, expires_at, order_id,
                                     rule_version)
         accounts, status = self._lock(member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
@@ -370,7 +359,7 @@ class Ledger:
              description: str, order_id: str | None = None) -> Hold:
         """Reserve available points for a checkout until `expires_at`."""
         _positive(points)
-        request_hash = _fingerprint("hold", member_id, points, order_id)
+        request_hash = fingerprint("hold", member_id, points, order_id)
         accounts, status = self._lock(member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return self.session.scalar(select(Hold).where(Hold.hold_transaction_id == txn.id))
@@ -404,7 +393,7 @@ class Ledger:
         movement = _Movement(self, accounts, now)
         movement.move("held", "redeemed", hold.amount)
         txn = movement.write(hold.member_id, "redeem", reference=f"capture:{hold.public_id}",
-                             request_hash=_fingerprint("capture", hold.public_id), related_id=hold_txn.id,
+                             request_hash=fingerprint("capture", hold.public_id), related_id=hold_txn.id,
                              order_id=hold_txn.order_id,
                              description=f"{hold.amount} points redeemed: {hold_txn.description}")
         hold.status, hold.resolution_transaction_id, hold.resolved_at = "captured", txn.id, now
@@ -421,7 +410,7 @@ class Ledger:
         movement = _Movement(self, accounts, now)
         self._return_to_lots(movement, self._allocations(hold_txn.id), "held", now)
         txn = movement.write(hold.member_id, "release", reference=f"release:{hold.public_id}",
-                             request_hash=_fingerprint("release", hold.public_id), related_id=hold_txn.id,
+                             request_hash=fingerprint("release", hold.public_id), related_id=hold_txn.id,
                              order_id=hold_txn.order_id,
                              description=f"{hold.amount} points released ({reason}): {hold_txn.description}")
         hold.status, hold.resolution_transaction_id, hold.resolved_at = "released", txn.id, now
@@ -437,7 +426,7 @@ class Ledger:
               kind: str = "reward") -> JournalTransaction:
         """Redeem available points at once, without a hold (the reward catalog)."""
         _positive(points)
-        request_hash = _fingerprint("spend", member_id, points, kind)
+        request_hash = fingerprint("spend", member_id, points, kind)
         accounts, status = self._lock(member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
@@ -453,7 +442,7 @@ class Ledger:
             raise ValidationProblem(errors={"points": ["Must be a non-zero whole number."]})
         if not reason or not reason.strip():
             raise ValidationProblem(errors={"reason": ["Say why the points are adjusted."]})
-        request_hash = _fingerprint("adjust", member_id, points, reason, staff_id, expires_at)
+        request_hash = fingerprint("adjust", member_id, points, reason, staff_id, expires_at)
         accounts, status = self._lock(member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
@@ -488,7 +477,7 @@ class Ledger:
         _positive(points)
         if earn.kind not in EARN_KINDS:
             raise ValidationProblem(errors={"transaction": ["Only earned points can be clawed back."]})
-        request_hash = _fingerprint("clawback", earn.public_id, points)
+        request_hash = fingerprint("clawback", earn.public_id, points)
         accounts, _ = self._lock(earn.member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
@@ -524,7 +513,7 @@ class Ledger:
         """Give back redeemed points (a refund of an order paid with points), to the lots they
         came from; points whose lot has expired meanwhile expire instead."""
         _positive(points)
-        request_hash = _fingerprint("restore", hold.public_id, points)
+        request_hash = fingerprint("restore", hold.public_id, points)
         accounts = self._lock_hold(hold)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
@@ -568,7 +557,7 @@ class Ledger:
         negative adjustment took go back to their lots (those that expired meanwhile, to expired)."""
         if original.kind not in REVERSIBLE_KINDS or original.reverses_id is not None:
             raise Conflict("Only earns, bonuses and adjustments can be reversed.", code="not_reversible")
-        request_hash = _fingerprint("reverse", original.public_id, reason, staff_id)
+        request_hash = fingerprint("reverse", original.public_id, reason, staff_id)
         accounts, _ = self._lock(original.member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn

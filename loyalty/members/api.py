@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 
-from flask import current_app, request
+from flask import current_app
 from flask_login import current_user, login_user
 
 from loyalty.auth.access import require
 from loyalty.auth.models import StaffUser
-from loyalty.errors import ValidationProblem
 from loyalty.extensions import Blueprint, db, limiter
+from loyalty.idempotency import request_key
 from loyalty.members import service
 from loyalty.members.schemas import (
     AdjustmentSchema,
@@ -108,11 +108,8 @@ def member_transactions(args: dict, member_id: str):
 def record_event(payload: dict, member_id: str):
     """Tell the program something the member did (`review`, `custom:newsletter`, ...): awards the
     event's points by the rules in force. Send `Idempotency-Key` so a retry pays once."""
-    key = request.headers.get("Idempotency-Key", "").strip() or None
-    if key and len(key) > 128:
-        raise ValidationProblem(errors={"Idempotency-Key": ["At most 128 characters."]})
     result, txn = service.record_event(service.get_member(member_id), payload["type"],
-                                       occurred_at=payload.get("occurred_at"), idempotency_key=key)
+                                       occurred_at=payload.get("occurred_at"), idempotency_key=request_key())
     db.session.commit()
     return {"type": payload["type"], "points": result.points if txn else 0,
             "transaction_id": txn.public_id if txn else None,
@@ -174,9 +171,5 @@ def reinstate(member_id: str):
 
 def _reference(action: str) -> str:
     """The ledger reference for this request: the client's Idempotency-Key, or a fresh one."""
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        return f"{action}:req_{secrets.token_hex(12)}"
-    if len(key) > 128:
-        raise ValidationProblem(errors={"Idempotency-Key": ["At most 128 characters."]})
-    return f"{action}:key:{key}"
+    key = request_key()
+    return f"{action}:key:{key}" if key else f"{action}:req_{secrets.token_hex(12)}"

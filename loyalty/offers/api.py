@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 
-from flask import request
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -12,6 +11,7 @@ from loyalty.auth.access import require
 from loyalty.clock import now
 from loyalty.errors import ValidationProblem
 from loyalty.extensions import Blueprint, db
+from loyalty.idempotency import request_key
 from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
 from loyalty.offers import rewards, service
@@ -159,10 +159,7 @@ def catalog(args: dict):
 def claim(reward_id: str):
     """Spend points for a reward: the coupon is issued in the same transaction. Send `Idempotency-Key`
     so a retry claims once."""
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if len(key) > 128:
-        raise ValidationProblem(errors={"Idempotency-Key": ["At most 128 characters."]})
-    reference = f"{current_user.public_id}:{key}" if key else f"{current_user.public_id}:{secrets.token_hex(12)}"
+    reference = f"{current_user.public_id}:{request_key() or secrets.token_hex(12)}"
     claimed, code = rewards.claim(reward_id, current_user, reference=reference, now=now())
     db.session.commit()
     return {"reward_id": reward_id, "code": code.code, "expires_at": code.expires_at,

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from loyalty.db import for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger.service import Ledger
@@ -19,9 +20,7 @@ from loyalty.pagination import paginate
 
 def get_reward(public_id: str, *, lock: bool = False) -> Reward:
     query = select(Reward).where(Reward.public_id == public_id).execution_options(populate_existing=True)
-    if lock and db.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    reward = db.session.scalar(query)
+    reward = db.session.scalar(for_update(query, db.session) if lock else query)
     if reward is None:
         raise NotFound("No reward has this id.")
     return reward

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from loyalty.clock import now
-from loyalty.db import new_public_id, random_string
+from loyalty.db import for_update, new_public_id, random_string
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.members.models import Member
@@ -199,9 +199,7 @@ class CouponProblem(ValidationProblem):
 
 def _lock_offer(offer_id: int) -> Offer:
     query = select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True)
-    if db.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return db.session.scalar(query)
+    return db.session.scalar(for_update(query, db.session))
 
 
 def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: str, expires_at: datetime,

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from loyalty.checkout.models import Order
-from loyalty.db import UTCDateTime
+from loyalty.db import UTCDateTime, for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
@@ -166,9 +166,7 @@ def _lock_rows(member_ids: list[int], tiers: list[Tier], now: datetime, *, skip_
                        .on_conflict_do_nothing())
     query = (select(MemberTier).where(MemberTier.member_id.in_(member_ids)).order_by(MemberTier.member_id)
              .execution_options(populate_existing=True))
-    if db.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=skip_locked)
-    return {row.member_id: row for row in db.session.scalars(query)}
+    return {row.member_id: row for row in db.session.scalars(for_update(query, db.session, skip_locked=skip_locked))}
 
 
 def _move(row: MemberTier, decision: Decision, *, reason: str, now: datetime) -> None:
