@@ -51,7 +51,15 @@ class Config:
     LOG_LEVEL = "INFO"
     LOG_JSON = True
 
+    # Answers to requests sent with an Idempotency-Key are replayed for this long.
+    IDEMPOTENCY_KEY_RETENTION_HOURS = 24
+    # How long a redemption holds points and a coupon use while the payment runs.
+    REDEMPTION_HOLD_MINUTES = 30
+
     STRIPE_WEBHOOK_SECRET = ""
+    # Signatures older than this many seconds are refused (replayed deliveries).
+    STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
+    # Optional: only to fetch what a payload lacks (a Checkout Session's line items).
     STRIPE_API_KEY = ""
 
     API_TITLE = "Loyalty API"

@@ -105,6 +105,7 @@ def _init_api(app: Flask) -> None:
     from loyalty.rules.api import blp as rules_blp
     from loyalty.rules.document import DecimalString
     from loyalty.tiers.api import blp as tiers_blp
+    from loyalty.webhooks.api import blp as webhooks_blp
 
     api.init_app(app)
     api.register_field(DecimalString, "string", "decimal")
@@ -116,7 +117,8 @@ def _init_api(app: Flask) -> None:
         {"type": "apiKey", "in": "cookie", "name": app.config["SESSION_COOKIE_NAME"],
          "description": "A member or staff session from a login endpoint."},
     )
-    for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, offers_blp, rewards_blp, checkout_blp):
+    for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, offers_blp, rewards_blp, checkout_blp,
+                      webhooks_blp):
         api.register_blueprint(blueprint)
 
     @app.get("/docs/assets/<path:filename>")

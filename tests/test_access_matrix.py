@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from loyalty.auth.access import hash_api_key
 from loyalty.auth.models import ApiKey
+from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.ledger.service import Ledger
@@ -70,6 +72,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/admin/rules/{id}/impact": MANAGERS,
     "POST /v1/admin/rules/simulate": MANAGERS,
     "POST /v1/orders": CHECKOUT,
+    "POST /v1/orders/{id}/refunds": CHECKOUT,
+    "POST /v1/checkout/quote": CHECKOUT,
+    "POST /v1/redemptions": CHECKOUT,
+    "GET /v1/redemptions/{id}": CHECKOUT,
+    "POST /v1/redemptions/{id}/capture": CHECKOUT,
+    "POST /v1/redemptions/{id}/cancel": CHECKOUT,
     "GET /v1/admin/tiers": MANAGERS,
     "POST /v1/admin/tiers": MANAGERS,
     "GET /v1/admin/tiers/{id}": MANAGERS,
@@ -98,7 +106,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 
 # Endpoints anyone may call; every other /v1 endpoint must appear in ALLOWED.
 PUBLIC = frozenset({"POST /v1/signup", "POST /v1/auth/login", "POST /v1/auth/staff/login",
-                    "POST /v1/auth/logout"})
+                    "POST /v1/auth/logout", "POST /v1/webhooks/stripe"})
 
 # --- Calling an endpoint -----------------------------------------------------------------------
 
@@ -113,6 +121,7 @@ class Request:
     method: str
     path: str
     json: dict | None = None
+    headers: dict[str, str] | None = None
 
 
 RULES = {"earn": {"rates": {"usd": "1"}}}
@@ -126,7 +135,7 @@ OFFER = {"name": "Ten percent", "kind": "percent_off", "percent": 10}
 
 
 def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft, make_tier,
-                 make_offer, make_reward) -> Request:
+                 make_offer, make_reward, make_redemption, make_order) -> Request:
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
@@ -140,6 +149,10 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
             target = make_offer()
         elif path.startswith(("/v1/admin/rewards/", "/v1/me/rewards/")):
             target = make_reward()
+        elif path.startswith("/v1/redemptions/"):
+            target = make_redemption()
+        elif path.startswith("/v1/orders/"):
+            target = make_order()
         else:
             target = api_key_id(make_api_key("checkout"))
         path = path.replace("{id}", target)
@@ -163,19 +176,34 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
         "POST /v1/admin/rules/simulate": lambda: {"rules": RULES, "order": {"currency": "usd", "lines": SAMPLE_LINES}},
         "POST /v1/orders": lambda: {"order_id": unique_email("order"), "member_id": make_member()["id"],
                                     "currency": "usd", "lines": SAMPLE_LINES, "total_amount": 1000},
+        "POST /v1/orders/{id}/refunds": lambda: {"refund_id": "re_1", "amount": 100},
+        "POST /v1/checkout/quote": lambda: {"member_id": make_member()["id"], "currency": "usd",
+                                            "lines": SAMPLE_LINES},
+        "POST /v1/redemptions": lambda: {"member_id": make_member()["id"], "order_id": unique_email("order"),
+                                         "currency": "usd", "amount": 1000, "coupon_code": _coupon(make_offer)},
     }
     body = bodies[endpoint]() if endpoint in bodies else None
-    return Request(method, path, body)
+    headers = {"Idempotency-Key": unique_email("key")} if endpoint == "POST /v1/redemptions" else None
+    return Request(method, path, body, headers)
+
+
+def _coupon(make_offer) -> str:
+    """A fresh public code of a new offer."""
+    code = unique_email("code").split("@")[0].replace("-", "").replace(".", "").upper()[:20]
+    make_offer(code)
+    return code
 
 
 def _send(caller: Caller, request: Request):
     return caller.client.open(request.path, method=request.method, json=request.json,
-                              headers=caller.headers)
+                              headers={**caller.headers, **(request.headers or {})})
 
 
 # Actions on an existing resource answer 200; everything else a POST does creates something.
 ACTIONS = frozenset({"POST /v1/admin/members/{id}/suspend", "POST /v1/admin/members/{id}/reinstate",
-                     "POST /v1/admin/rules/{id}/publish", "POST /v1/admin/rules/simulate"})
+                     "POST /v1/admin/rules/{id}/publish", "POST /v1/admin/rules/simulate",
+                     "POST /v1/checkout/quote", "POST /v1/redemptions/{id}/capture",
+                     "POST /v1/redemptions/{id}/cancel"})
 
 
 def _success_status(endpoint: str) -> int:
@@ -274,12 +302,42 @@ def make_tier(app: Flask) -> Callable[[], str]:
 
 
 @pytest.fixture
-def make_offer(app: Flask) -> Callable[[], str]:
-    def make() -> str:
+def make_offer(app: Flask) -> Callable[..., str]:
+    def make(code: str | None = None) -> str:
         with app.app_context():
-            offer = offers.create_offer(dict(OFFER))
+            offer = offers.create_offer({**OFFER, "code": code} if code else dict(OFFER))
             db.session.commit()
             return offer.public_id
+
+    return make
+
+
+@pytest.fixture
+def make_redemption(app: Flask, make_member, make_offer) -> Callable[[], str]:
+    """A held redemption of a coupon; answers its id."""
+
+    def make() -> str:
+        with app.app_context():
+            redemption = checkout.create_redemption(
+                {"member_id": make_member()["id"], "order_id": unique_email("order"), "currency": "usd",
+                 "amount": 1000, "coupon_code": _coupon(make_offer)}, now=now(), hold_for=timedelta(minutes=30))
+            db.session.commit()
+            return redemption.public_id
+
+    return make
+
+
+@pytest.fixture
+def make_order(app: Flask, make_member) -> Callable[[], str]:
+    """A paid order; answers its order_id."""
+
+    def make() -> str:
+        order_id = unique_email("order")
+        with app.app_context():
+            checkout.record_paid_order({"order_id": order_id, "member_id": make_member()["id"], "currency": "usd",
+                                        "lines": SAMPLE_LINES, "total_amount": 1000}, now=now())
+            db.session.commit()
+        return order_id
 
     return make
 
@@ -297,9 +355,9 @@ def make_reward(app: Flask, make_offer) -> Callable[[], str]:
 
 @pytest.fixture
 def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier, make_offer,
-               make_reward) -> Callable[[str], Request]:
+               make_reward, make_redemption, make_order) -> Callable[[str], Request]:
     return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft, make_tier,
-                                         make_offer, make_reward)
+                                         make_offer, make_reward, make_redemption, make_order)
 
 
 # --- The table itself --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from loyalty.extensions import Blueprint, db, limiter
 from loyalty.members import service as members
 from loyalty.members.schemas import LoginSchema, MemberSummarySchema
 from loyalty.schemas import ListArgsSchema
+from loyalty.writes import write
 
 blp = Blueprint("auth", __name__, url_prefix="/v1", description="Sign-in and access")
 
@@ -93,12 +94,12 @@ def list_staff(args: dict):
 
 @blp.post("/admin/staff")
 @require(scope="admin")
+@write
 @blp.arguments(StaffCreateSchema)
 @blp.response(201, StaffSchema)
 def create_staff(payload: dict):
     """Create a staff user with a role."""
     staff = service.create_staff(**payload)
-    db.session.commit()
     return staff
 
 
@@ -113,22 +114,22 @@ def list_api_keys(args: dict):
 
 @blp.post("/admin/api-keys")
 @require(scope="admin")
+@write
 @blp.arguments(ApiKeyCreateSchema)
 @blp.response(201, ApiKeyCreatedSchema)
 def create_api_key(payload: dict):
     """Create an API key. The answer holds the secret; it is never shown again."""
     creator = current_user if isinstance(current_user, StaffUser) else None
     key, secret = service.create_api_key(**payload, created_by=creator)
-    db.session.commit()
     key.secret = secret  # transient: answered once, never stored
     return key
 
 
 @blp.delete("/admin/api-keys/<string:key_id>")
 @require(scope="admin")
+@write
 @blp.response(200, ApiKeySchema)
 def revoke_api_key(key_id: str):
     """Revoke an API key at once. Revoking twice keeps the first time."""
     key = service.revoke_api_key(key_id)
-    db.session.commit()
     return key

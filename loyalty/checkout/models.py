@@ -1,18 +1,64 @@
-"""Paid orders, as the shop reports them."""
+"""Checkout's tables: redemptions (points and a coupon held while a payment runs), paid orders and their
+refunds."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from loyalty.clock import now
-from loyalty.db import UTCDateTime
+from loyalty.db import UTCDateTime, new_public_id
 from loyalty.extensions import db
+from loyalty.members.models import Member
 
 CHANNELS = ("web", "app", "store")
+REDEMPTION_STATUSES = ("held", "captured", "released")
+DISPUTE_STATUSES = ("open", "won", "lost")
+
+
+class Redemption(db.Model):
+    """Points and/or one coupon use reserved for an order while it is paid: held, then captured or released."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        CheckConstraint("status IN ('held', 'captured', 'released')", name="status"),
+        CheckConstraint("points >= 0 AND amount >= 0", name="not_negative"),
+        Index("ix_redemptions_status_expires_at", "status", "expires_at"),
+        Index("ix_redemptions_member_id", "member_id"),
+        Index("ix_redemptions_order_id", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("red"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    order_id: Mapped[str] = mapped_column(String(128))  # the shop's order id
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)  # the order's amount before the loyalty discounts
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_discount_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
+    coupon_discount_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_holds.id"))
+    status: Mapped[str] = mapped_column(String(10), default="held")
+    # canceled, expired, payment_canceled, session_expired
+    release_reason: Mapped[str | None] = mapped_column(String(32))
+    # Set when a payment went through after the hold was released and the points could not be taken again.
+    problem: Mapped[str | None] = mapped_column(String(300))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    member: Mapped[Member] = relationship(viewonly=True)
+
+    @property
+    def discount_amount(self) -> int:
+        return self.points_discount_amount + self.coupon_discount_amount
+
+    @property
+    def coupon_reference(self) -> str:
+        return f"redemption:{self.public_id}"
 
 
 class Order(db.Model):
@@ -20,6 +66,8 @@ class Order(db.Model):
     __table_args__ = (
         CheckConstraint("channel IN ('web', 'app', 'store')", name="channel"),
         CheckConstraint("status IN ('paid', 'partially_refunded', 'refunded')", name="status"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= total_amount", name="refunded_within_total"),
+        CheckConstraint("dispute_status IS NULL OR dispute_status IN ('open', 'won', 'lost')", name="dispute_status"),
         Index("ix_orders_member_id_paid_at", "member_id", "paid_at"),
         Index("ix_orders_paid_at", "paid_at"),
     )
@@ -43,4 +91,38 @@ class Order(db.Model):
     rule_version: Mapped[int | None]
     earn_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     request_hash: Mapped[str] = mapped_column(String(64))
+    # The redemption the order was paid with, captured when the order was recorded.
+    redemption_id: Mapped[int | None] = mapped_column(ForeignKey("redemptions.id"), unique=True)
+    # Stripe's PaymentIntent, so charge and dispute events find their order.
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_clawed_back: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_restored: Mapped[int] = mapped_column(BigInteger, default=0)
+    dispute_status: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+
+
+class Refund(db.Model):
+    """Money given back on an order, and the points that followed it: refunds add up to the order's total."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("order_id", "refund_id", name="uq_refunds_order_id_refund_id"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("rfd"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    # The shop's refund id; for Stripe, derived from the charge and its cumulative amount refunded.
+    refund_id: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(8), default="api")  # api, stripe, dispute
+    amount: Mapped[int] = mapped_column(BigInteger)
+    points_clawed_back: Mapped[int] = mapped_column(BigInteger, default=0)
+    shortfall: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_restored: Mapped[int] = mapped_column(BigInteger, default=0)
+    reason: Mapped[str | None] = mapped_column(String(300))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    order: Mapped[Order] = relationship(viewonly=True)

@@ -1,36 +1,49 @@
-"""Paid orders: record them once and earn by the rules in force when they were paid.
-Adds and flushes; never commits."""
+"""Checkout: quotes, redemptions (hold, capture, cancel), paid orders and refunds.
+
+It joins the rules (what an order earns, how many points may pay for it), the offers (whether a coupon
+applies), the tiers (the member's discount) and the ledger (the only code that moves points). Adds and
+flushes; never commits. State changes of one redemption are serialised on its row, then the offer's,
+then the member's accounts: always in that order, so two checkouts never wait on each other in a circle.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
+from math import floor
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from loyalty.checkout.models import Order
-from loyalty.errors import Conflict, ValidationProblem
+from loyalty.checkout.models import Order, Redemption, Refund
+from loyalty.db import for_update, new_public_id
+from loyalty.errors import (
+    Conflict,
+    HoldExpired,
+    InsufficientPoints,
+    MemberSuspended,
+    NotFound,
+    RedemptionNotHeld,
+    ValidationProblem,
+)
 from loyalty.extensions import db
 from loyalty.idempotency import fingerprint
-from loyalty.ledger.models import JournalTransaction
+from loyalty.ledger.models import Hold, JournalTransaction
 from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
+from loyalty.offers import engine as offer_engine
+from loyalty.offers import service as offers
 from loyalty.rules import engine
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
 
-
-@dataclass(frozen=True)
-class OrderResult:
-    order: Order
-    breakdown: tuple[engine.BreakdownItem, ...]
-    transaction_public_id: str | None
+# --- the order as the engines see it ---------------------------------------------------------------------
 
 
 def engine_order_from(data: dict[str, Any]) -> engine.Order:
-    """The engine's view of an order given as the API's fields."""
+    """The rules engine's view of an order given as the API's fields."""
     lines = tuple(engine.Line(sku=line["sku"], quantity=line["quantity"], unit_amount=line["unit_amount"],
                               category=line.get("category"), discount_amount=line.get("discount_amount") or 0)
                   for line in data["lines"])
@@ -43,50 +56,370 @@ def engine_order(order: Order) -> engine.Order:
                               "shipping_amount": order.shipping_amount, "discount_amount": order.discount_amount})
 
 
-def _member(public_id: str) -> Member:
+def _cart(data: dict[str, Any]) -> offer_engine.Cart:
+    """The offers engine's view: the given lines, or else one line worth the whole amount."""
+    lines = data.get("lines") or [{"sku": "order", "quantity": 1,
+                                   "unit_amount": max(0, data["amount"] - (data.get("shipping_amount") or 0))}]
+    return offer_engine.Cart(data["currency"], tuple(
+        offer_engine.CartLine(sku=line["sku"], quantity=line["quantity"], unit_amount=line["unit_amount"],
+                              category=line.get("category"), discount_amount=line.get("discount_amount") or 0)
+        for line in lines), data.get("shipping_amount") or 0)
+
+
+def _lines_net(cart: offer_engine.Cart) -> int:
+    return sum(max(0, line.quantity * line.unit_amount - line.discount_amount) for line in cart.lines)
+
+
+def get_member(public_id: str) -> Member:
     member = db.session.scalar(select(Member).where(Member.public_id == public_id))
-    if member is None:
+    if member is None or member.status == "erased":
         raise ValidationProblem(errors={"member_id": ["No member has this id."]})
     return member
 
 
-def record_paid_order(payload: dict[str, Any], *, now: datetime) -> OrderResult:
-    """Record a paid order and earn its points. The same order_id with the same details answers the
-    first result; with other details it is a conflict."""
+# --- pricing: coupon, tier discount and points, in that order -------------------------------------------
+
+@dataclass(frozen=True)
+class Pricing:
+    amount: int  # before the loyalty discounts
+    coupon: offer_engine.Validation | None
+    tier_percent: int
+    tier_discount: int
+
+    @property
+    def coupon_discount(self) -> int:
+        return self.coupon.discount_amount if self.coupon and self.coupon.valid else 0
+
+    @property
+    def payable_before_points(self) -> int:
+        return max(0, self.amount - self.coupon_discount - self.tier_discount)
+
+
+def _pricing(member: Member, cart: offer_engine.Cart, amount: int, coupon: offer_engine.Validation | None
+             ) -> Pricing:
+    """The coupon applies to the lines first; the tier discount to what is left of them."""
+    tier, _ = tiers.current_tier(member)
+    percent = tier.discount_percent if tier else 0
+    lines_left = _lines_net(cart) - (sum(coupon.line_discounts) if coupon and coupon.valid else 0)
+    return Pricing(amount, coupon, percent, floor(max(0, lines_left) * percent / 100))
+
+
+def _redeem_rules(member: Member, now: datetime) -> tuple[dict[str, Any] | None, engine.MemberContext]:
+    version = rules.in_force(now)
+    return (rules.parsed(version) if version else None), rules.member_context(member, now)
+
+
+def _redeem(member: Member, payable: int, currency: str, available: int, now: datetime) -> engine.RedeemResult:
+    document, context = _redeem_rules(member, now)
+    if document is None:
+        return engine.RedeemResult(False, "No rules are in force", 0, Decimal(0), 0, 0, 1)
+    return engine.evaluate_redeem(payable, currency, context, available, document)
+
+
+def _points_refusal(points: int, member: Member, payable: int, currency: str, now: datetime) -> str | None:
+    """Why the rules do not let `points` pay for this order (balance aside: the ledger decides that)."""
+    result = _redeem(member, payable, currency, points, now)
+    if not result.allowed or result.max_points == 0:
+        return result.reason or "Points cannot pay for this order."
+    if points % result.step:
+        return f"Points are redeemed in steps of {result.step}."
+    if points > result.max_points:
+        return f"At most {result.max_points} points may pay for this order."
+    return None
+
+
+def _points_value(points: int, currency: str, now: datetime) -> int:
+    version = rules.in_force(now)
+    return engine.points_value(points, currency, rules.parsed(version)) if version and points else 0
+
+
+# --- quote -------------------------------------------------------------------------------------------------
+
+def quote(payload: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+    """What an order would earn and may redeem, and what a coupon and the tier take off. Writes nothing."""
+    member = get_member(payload["member_id"])
+    currency = payload["currency"]
+    cart = _cart({**payload, "amount": 0})
+    subtotal = _lines_net(cart) + cart.shipping_amount - (payload.get("discount_amount") or 0)
+    code = payload.get("coupon_code")
+    validation = offers.validate(code, member, cart, now) if code else None
+    pricing = _pricing(member, cart, max(0, subtotal), validation)
+    available = Ledger(db.session).balances(member.id).available
+    redeem = _redeem(member, pricing.payable_before_points, currency, available, now)
+    answer_redeem: dict[str, Any] = {"max_points": redeem.max_points, "value_per_point": redeem.value_per_point,
+                                     "max_discount_amount": redeem.max_discount_amount,
+                                     "min_points": redeem.min_points, "step": redeem.step,
+                                     "available_points": available, "reason": redeem.reason}
+    points, points_discount = payload.get("points") or 0, 0
+    if points:
+        refusal = _points_refusal(points, member, pricing.payable_before_points, currency, now)
+        if refusal is None and points > available:
+            refusal = f"The member has {available} points available."
+        points_discount = 0 if refusal else _points_value(points, currency, now)
+        answer_redeem.update(points=points, discount_amount=points_discount, error=refusal)
+    earn = _earn_estimate(member, payload, cart, pricing, points_discount, now)
+    return {
+        "member_id": member.public_id, "currency": currency, "subtotal_amount": pricing.amount,
+        "earn": {"points": earn.points, "pending_until": earn.pending_until, "expires_at": earn.expires_at,
+                 "breakdown": earn.breakdown},
+        "redeem": answer_redeem,
+        "coupon": None if validation is None else {
+            "code": offers.normalise_code(code), "valid": validation.valid, "code_error": validation.code,
+            "detail": validation.detail, "discount_amount": validation.discount_amount,
+            "opens_at": validation.opens_at},
+        "tier_discount": {"percent": pricing.tier_percent, "amount": pricing.tier_discount}
+        if pricing.tier_percent else None,
+        "total_amount": max(0, pricing.payable_before_points - points_discount),
+    }
+
+
+def _earn_estimate(member: Member, payload: dict[str, Any], cart: offer_engine.Cart, pricing: Pricing,
+                   points_discount: int, now: datetime) -> engine.EarnResult:
+    """What the order earns once paid: on what is paid, so every discount, points' value included, is off."""
+    coupon = pricing.coupon if pricing.coupon and pricing.coupon.valid else None
+    lines = [{"sku": line.sku, "category": line.category, "quantity": line.quantity,
+              "unit_amount": line.unit_amount,
+              "discount_amount": line.discount_amount + (coupon.line_discounts[i] if coupon else 0)}
+             for i, line in enumerate(cart.lines)]
+    order = engine_order_from({
+        "currency": payload["currency"], "lines": lines,
+        "shipping_amount": max(0, cart.shipping_amount - (coupon.shipping_discount if coupon else 0)),
+        "discount_amount": (payload.get("discount_amount") or 0) + pricing.tier_discount + points_discount})
+    result, _ = rules.evaluate_order(member, order, now)
+    return result
+
+
+# --- redemptions -------------------------------------------------------------------------------------------
+
+def get_redemption(public_id: str, *, lock: bool = False) -> Redemption:
+    query = select(Redemption).where(Redemption.public_id == public_id)
+    if lock:
+        query = for_update(query.execution_options(populate_existing=True), db.session)
+    redemption = db.session.scalar(query)
+    if redemption is None:
+        raise NotFound("No redemption has this id.")
+    return redemption
+
+
+def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timedelta) -> Redemption:
+    """Hold points and reserve one use of a coupon for an order, together or not at all."""
+    points, code = payload.get("points") or 0, payload.get("coupon_code")
+    if not points and not code:
+        raise ValidationProblem("Send points, a coupon_code or both.", errors={"points": ["Send points or a coupon."]})
+    member = get_member(payload["member_id"])
+    if points and member.status == "suspended":
+        raise MemberSuspended("The member is suspended and cannot spend points.")
+    cart = _cart(payload)
+    redemption = Redemption(public_id=new_public_id("red"), member_id=member.id, order_id=payload["order_id"],
+                            currency=payload["currency"], amount=payload["amount"], status="held",
+                            expires_at=now + hold_for, created_at=now)
+    validation = None
+    if code:
+        _, validation = offers.reserve(code, member, cart, reference=redemption.coupon_reference,
+                                       expires_at=redemption.expires_at, now=now)
+        redemption.coupon_code = offers.normalise_code(code)
+        redemption.coupon_discount_amount = validation.discount_amount
+    pricing = _pricing(member, cart, payload["amount"], validation)
+    if points:
+        refusal = _points_refusal(points, member, pricing.payable_before_points, payload["currency"], now)
+        if refusal:
+            raise ValidationProblem(refusal, errors={"points": [refusal]})
+        redemption.points = points
+        redemption.points_discount_amount = _points_value(points, payload["currency"], now)
+    db.session.add(redemption)
+    db.session.flush()
+    if points:
+        hold = Ledger(db.session).hold(member.id, points, reference=f"redemption:{redemption.public_id}",
+                                       expires_at=redemption.expires_at, now=now, order_id=redemption.order_id,
+                                       description=f"Points held for order {redemption.order_id}")
+        redemption.hold_id = hold.id
+    return redemption
+
+
+def _hold(redemption: Redemption) -> Hold | None:
+    return db.session.get(Hold, redemption.hold_id) if redemption.hold_id else None
+
+
+def capture(public_id: str, *, now: datetime) -> Redemption:
+    """The payment went through: the held points are redeemed and the coupon use counts. Idempotent."""
+    redemption = get_redemption(public_id, lock=True)
+    if redemption.status == "captured":
+        return redemption
+    if redemption.status == "released":
+        raise RedemptionNotHeld(f"The redemption was released ({redemption.release_reason}).")
+    if now >= redemption.expires_at:
+        raise HoldExpired("The hold expired before it was captured; create a new redemption.")
+    _capture(redemption, now=now, paid_at=now)
+    return redemption
+
+
+def _capture(redemption: Redemption, *, now: datetime, paid_at: datetime) -> None:
+    if (hold := _hold(redemption)) is not None:
+        Ledger(db.session).capture(hold, now=now, paid_at=paid_at)
+    if redemption.coupon_code:
+        offers.consume(redemption.coupon_reference, now=now)
+    redemption.status, redemption.resolved_at = "captured", now
+
+
+def cancel(public_id: str, *, now: datetime, reason: str = "canceled") -> Redemption:
+    """The checkout was abandoned: points and coupon go back. Canceling a released redemption is harmless."""
+    redemption = get_redemption(public_id, lock=True)
+    if redemption.status == "captured":
+        raise RedemptionNotHeld("The redemption was captured; refund the order to give the points back.")
+    if redemption.status == "held":
+        _release(redemption, now=now, reason=reason)
+    return redemption
+
+
+def _release(redemption: Redemption, *, now: datetime, reason: str) -> None:
+    if (hold := _hold(redemption)) is not None:
+        Ledger(db.session).release(hold, now=now, reason=reason)
+    if redemption.coupon_code:
+        offers.release(redemption.coupon_reference, now=now)
+    redemption.status, redemption.release_reason, redemption.resolved_at = "released", reason, now
+
+
+def settle_if_expired(redemption: Redemption, *, now: datetime) -> Redemption:
+    """A hold past its expiry is released; done by whoever looks first (a read, a cancel or the worker)."""
+    if redemption.status == "held" and now >= redemption.expires_at:
+        redemption = get_redemption(redemption.public_id, lock=True)
+        if redemption.status == "held":
+            _release(redemption, now=now, reason="expired")
+    return redemption
+
+
+def release_expired(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+    """Release redemptions past their expiry, one batch per transaction (for the worker)."""
+    released = 0
+    while True:
+        ids = db.session.scalars(select(Redemption.public_id).where(
+            Redemption.status == "held", Redemption.expires_at <= now).order_by(Redemption.id).limit(batch_size)).all()
+        if not ids:
+            return {"released": released}
+        for public_id in ids:
+            redemption = get_redemption(public_id, lock=True)
+            if redemption.status == "held":
+                _release(redemption, now=now, reason="expired")
+                released += 1
+        db.session.commit()
+
+
+def pay(redemption: Redemption, *, paid_at: datetime, now: datetime) -> Redemption:
+    """A payment went through with this redemption's discount: capture it. A hold that lapsed before the
+    payment is taken again if the member still has the points; if not, the redemption says so."""
+    redemption = get_redemption(redemption.public_id, lock=True)
+    if redemption.status == "captured":
+        return redemption
+    if redemption.status == "held" and min(now, paid_at) < redemption.expires_at:
+        _capture(redemption, now=now, paid_at=paid_at)
+        return redemption
+    if redemption.status == "held":
+        _release(redemption, now=now, reason="expired")
+    _take_again(redemption, now=now)
+    return redemption
+
+
+def _take_again(redemption: Redemption, *, now: datetime) -> None:
+    ledger = Ledger(db.session)
+    if redemption.points:
+        try:
+            with db.session.begin_nested():
+                hold = ledger.hold(redemption.member_id, redemption.points, now=now, order_id=redemption.order_id,
+                                   reference=f"redemption:{redemption.public_id}:late",
+                                   expires_at=now + timedelta(minutes=1),
+                                   description=f"Points for order {redemption.order_id}, paid after the hold lapsed")
+                ledger.capture(hold, now=now)
+        except (InsufficientPoints, MemberSuspended) as refusal:
+            redemption.problem = (f"Paid after the hold lapsed; the {redemption.points} points could not be taken "
+                                  f"again: {refusal.detail}")[:300]
+            return
+        redemption.hold_id = hold.id
+    if redemption.coupon_code:
+        offers.consume(redemption.coupon_reference, now=now, even_if_released=True)
+    redemption.status, redemption.release_reason, redemption.resolved_at = "captured", None, now
+
+
+# --- paid orders --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrderResult:
+    order: Order
+    breakdown: tuple[engine.BreakdownItem, ...]
+    transaction_public_id: str | None
+
+
+def find_order(order_id: str, *, lock: bool = False) -> Order | None:
+    query = select(Order).where(Order.order_id == order_id)
+    if lock:
+        query = for_update(query.execution_options(populate_existing=True), db.session)
+    return db.session.scalar(query)
+
+
+def record_paid_order(payload: dict[str, Any], *, now: datetime, payment_intent_id: str | None = None
+                      ) -> OrderResult:
+    """Record a paid order, capture its redemption and earn its points on what was paid. The same order_id
+    with the same details answers the first result; with other details it is a conflict."""
     request_hash = fingerprint(payload)
-    existing = db.session.scalar(select(Order).where(Order.order_id == payload["order_id"]))
-    if existing is not None:
+    if (existing := find_order(payload["order_id"])) is not None:
         return _replay(existing, request_hash)
-    member = _member(payload["member_id"])
+    member = get_member(payload["member_id"])
     paid_at = payload.get("paid_at") or now
     if paid_at > now:
         raise ValidationProblem(errors={"paid_at": ["Cannot be in the future."]})
-    order = Order(order_id=payload["order_id"], member_id=member.id, channel=payload.get("channel", "web"),
+    redemption = _order_redemption(payload, member)
+    order = Order(order_id=payload["order_id"], member_id=member.id, channel=payload.get("channel") or "web",
                   currency=payload["currency"], total_amount=payload["total_amount"],
-                  shipping_amount=payload.get("shipping_amount", 0), discount_amount=payload.get("discount_amount", 0),
+                  shipping_amount=payload.get("shipping_amount") or 0, discount_amount=_discount(payload),
                   lines=[{k: v for k, v in line.items() if v is not None} for line in payload["lines"]],
-                  paid_at=paid_at, request_hash=request_hash)
+                  paid_at=paid_at, request_hash=request_hash, payment_intent_id=payment_intent_id,
+                  redemption_id=redemption.id if redemption else None)
     try:
         with db.session.begin_nested():
             db.session.add(order)
     except IntegrityError:  # the same order arrived twice at once: the first one decides
-        return _replay(db.session.scalar(select(Order).where(Order.order_id == payload["order_id"])), request_hash)
+        return _replay(find_order(payload["order_id"]), request_hash)
+    if redemption is not None:
+        pay(redemption, paid_at=paid_at, now=now)
+    return OrderResult(order, *_earn_for(order, member, now))
+
+
+def _discount(payload: dict[str, Any]) -> int:
+    """Everything not paid, so the order earns on what was paid: the stated discount, or more when the
+    total says so (points and coupons of a redemption)."""
+    lines = sum(max(0, line["quantity"] * line["unit_amount"] - (line.get("discount_amount") or 0))
+                for line in payload["lines"])
+    unpaid = lines + (payload.get("shipping_amount") or 0) - payload["total_amount"]
+    return max(payload.get("discount_amount") or 0, unpaid, 0)
+
+
+def _order_redemption(payload: dict[str, Any], member: Member) -> Redemption | None:
+    if not payload.get("redemption_id"):
+        return None
+    redemption = db.session.scalar(select(Redemption).where(Redemption.public_id == payload["redemption_id"]))
+    if redemption is None or redemption.member_id != member.id:
+        raise ValidationProblem(errors={"redemption_id": ["No redemption of this member has this id."]})
+    if redemption.order_id != payload["order_id"]:
+        raise ValidationProblem(errors={"redemption_id": [f"This redemption is for order {redemption.order_id}."]})
+    return redemption
+
+
+def _earn_for(order: Order, member: Member, now: datetime) -> tuple[tuple[engine.BreakdownItem, ...], str | None]:
     first_order = not _has_earlier_orders(member, order)
     if first_order and member.referred_by_id:
         Ledger(db.session).lock_members([member.id, member.referred_by_id])
-    result, version = rules.evaluate_order(member, engine_order(order), paid_at, exclude_order=order.id)
+    result, version = rules.evaluate_order(member, engine_order(order), order.paid_at, exclude_order=order.id)
     txn = rules.earn(member, result, kind="earn", reference=f"order:{order.order_id}:earn", now=now,
                      version=version, order_id=order.order_id,
                      description=f"Order {order.order_id}: {result.points} points")
-    order.points_earned, order.rule_version = result.points, version.version if version else None
+    order.points_earned, order.rule_version = (result.points if txn else 0), version.version if version else None
     order.breakdown = [{"rule": i.rule, "points": i.points, "detail": i.detail} for i in result.breakdown]
     order.pending_until = result.pending_until if txn else None
     order.earn_transaction_id = txn.id if txn else None
     if first_order and member.referred_by_id:
-        _pay_referral(member, order, now)
+        _pay_referral(member, now)
     tiers.upgrade_if_qualified(member, now)
     db.session.flush()
-    return OrderResult(order, _breakdown_of(order), txn.public_id if txn else None)
+    return _breakdown_of(order), txn.public_id if txn else None
 
 
 def _has_earlier_orders(member: Member, order: Order) -> bool:
@@ -94,7 +427,7 @@ def _has_earlier_orders(member: Member, order: Order) -> bool:
         is not None
 
 
-def _pay_referral(member: Member, order: Order, now: datetime) -> None:
+def _pay_referral(member: Member, now: datetime) -> None:
     """Both sides of a referral are paid when the referred member's first order is paid."""
     referrer = db.session.get(Member, member.referred_by_id)
     rules.award_event(member, "referral_referred", now=now, reference=f"referral:{member.public_id}:referred")
@@ -106,9 +439,105 @@ def _pay_referral(member: Member, order: Order, now: datetime) -> None:
 def _replay(order: Order, request_hash: str) -> OrderResult:
     if order.request_hash != request_hash:
         raise Conflict("This order_id was already recorded with other details.", code="order_conflict")
+    return order_result(order)
+
+
+def order_result(order: Order) -> OrderResult:
     txn = db.session.get(JournalTransaction, order.earn_transaction_id) if order.earn_transaction_id else None
     return OrderResult(order, _breakdown_of(order), txn.public_id if txn else None)
 
 
 def _breakdown_of(order: Order) -> tuple[engine.BreakdownItem, ...]:
     return tuple(engine.BreakdownItem(**item) for item in order.breakdown)
+
+
+# --- refunds ------------------------------------------------------------------------------------------------
+
+def get_order(order_id: str, *, lock: bool = False) -> Order:
+    order = find_order(order_id, lock=lock)
+    if order is None:
+        raise NotFound("No order has this order_id.")
+    return order
+
+
+def refund(order_id: str, payload: dict[str, Any], *, now: datetime, source: str = "api") -> Refund:
+    """Give back part or all of an order: its earned points are clawed back and its redeemed points restored
+    in proportion to the money refunded so far, so partial refunds add up to exactly the full one."""
+    order = get_order(order_id, lock=True)
+    request_hash = fingerprint(payload["refund_id"], payload["amount"])
+    previous = db.session.scalar(select(Refund).where(Refund.order_id == order.id,
+                                                      Refund.refund_id == payload["refund_id"]))
+    if previous is not None:
+        if previous.request_hash != request_hash:
+            raise Conflict("This refund_id was already recorded with another amount.", code="refund_conflict")
+        return previous
+    left = order.total_amount - order.refunded_amount
+    if payload["amount"] > left:
+        raise Conflict(f"Only {left} of the order's {order.total_amount} are left to refund.",
+                       code="refund_exceeds_order", errors={"amount": [f"At most {left}."]})
+    row = Refund(order_id=order.id, member_id=order.member_id, refund_id=payload["refund_id"], source=source,
+                 amount=payload["amount"], reason=payload.get("reason"), request_hash=request_hash, created_at=now)
+    db.session.add(row)
+    db.session.flush()
+    refunded = order.refunded_amount + row.amount
+    _claw_back(order, row, refunded, now)
+    _restore(order, row, refunded, now)
+    order.refunded_amount = refunded
+    order.status = "refunded" if refunded == order.total_amount else "partially_refunded"
+    return row
+
+
+def _share(points: int, refunded: int, total: int) -> int:
+    """The points that follow `refunded` of `total`: rounded down, and all of them at a full refund."""
+    return points if refunded >= total else floor(points * refunded / total)
+
+
+def _claw_back(order: Order, row: Refund, refunded: int, now: datetime) -> None:
+    points = _share(order.points_earned, refunded, order.total_amount) - order.points_clawed_back
+    if points <= 0 or order.earn_transaction_id is None:
+        return
+    earn = db.session.get(JournalTransaction, order.earn_transaction_id)
+    txn = Ledger(db.session).clawback(earn, points, reference=f"refund:{row.public_id}:clawback", now=now,
+                                      description=f"Refund of order {order.order_id}: {points} points taken back")
+    row.points_clawed_back, row.shortfall = points, txn.shortfall
+    order.points_clawed_back += points
+
+
+def _restore(order: Order, row: Refund, refunded: int, now: datetime) -> None:
+    redemption = db.session.get(Redemption, order.redemption_id) if order.redemption_id else None
+    hold = _hold(redemption) if redemption is not None and redemption.status == "captured" else None
+    if hold is None:
+        return
+    points = _share(hold.amount, refunded, order.total_amount) - order.points_restored
+    if points <= 0:
+        return
+    Ledger(db.session).restore(hold, points, reference=f"refund:{row.public_id}:restore", now=now,
+                               description=f"Refund of order {order.order_id}: {points} redeemed points back")
+    row.points_restored = points
+    order.points_restored += points
+
+
+def refunded_by(order: Order, source: str) -> int:
+    return db.session.scalar(select(func.coalesce(func.sum(Refund.amount), 0))
+                             .where(Refund.order_id == order.id, Refund.source == source))
+
+
+# --- disputes ------------------------------------------------------------------------------------------------
+
+def open_dispute(order: Order) -> None:
+    """A disputed payment: the order's points still pending stay pending until the dispute closes."""
+    order.dispute_status = "open"
+    if order.earn_transaction_id:
+        Ledger(db.session).freeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id))
+
+
+def close_dispute(order: Order, *, dispute_id: str, lost: bool, amount: int, now: datetime) -> None:
+    """Won: the points go on as before. Lost: the money went back, so the points follow it like a refund."""
+    if order.earn_transaction_id and order.pending_until:
+        Ledger(db.session).unfreeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id),
+                                            order.pending_until)
+    order.dispute_status = "lost" if lost else "won"
+    left = order.total_amount - order.refunded_amount
+    if lost and min(amount, left) > 0:
+        refund(order.order_id, {"refund_id": f"dispute:{dispute_id}", "amount": min(amount, left),
+                                "reason": "dispute lost"}, now=now, source="dispute")

@@ -8,13 +8,17 @@ from collections.abc import Callable
 import click
 from flask.cli import AppGroup
 
+from loyalty import writes
+from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.tiers import service as tiers
 
 jobs_cli = AppGroup("jobs", help="Scheduled jobs.")
 
 JOBS: dict[str, Callable[..., dict[str, int]]] = {
+    "release-expired-holds": lambda batch_size: checkout.release_expired(now(), batch_size=batch_size),
     "evaluate-tiers": lambda batch_size: tiers.evaluate_all(now(), batch_size=batch_size),
+    "purge-idempotency-keys": lambda batch_size: writes.purge_expired(now(), batch_size=batch_size),
 }
 
 

@@ -239,7 +239,8 @@ class Ledger:
             due = self._lots(member_id, or_(and_(Lot.status == "pending", Lot.activates_at <= now),
                                             and_(Lot.status == "active", Lot.expires_at <= now)))
         else:
-            due = [lot for lot in lots if (lot.status == "pending" and lot.activates_at <= now)
+            due = [lot for lot in lots if (lot.status == "pending" and lot.activates_at is not None
+                                           and lot.activates_at <= now)
                    or (lot.status == "active" and not _is_live(lot, now))]
         for lot in (lot for lot in due if lot.status == "pending"):
             if lot.remaining == 0:  # all clawed back inside the return window
@@ -380,14 +381,15 @@ class Ledger:
         self.session.refresh(hold)  # its status as of now that the member is locked
         return accounts
 
-    def capture(self, hold: Hold, *, now: datetime) -> JournalTransaction:
-        """Redeem held points. Capturing a captured hold answers the first capture."""
+    def capture(self, hold: Hold, *, now: datetime, paid_at: datetime | None = None) -> JournalTransaction:
+        """Redeem held points. Capturing a captured hold answers the first capture. Expiry is judged at
+        `paid_at` when given: a payment made while the hold was live captures it, however late we hear."""
         accounts = self._lock_hold(hold)
         if hold.status == "captured":
             return self.session.get(JournalTransaction, hold.resolution_transaction_id)
         if hold.status == "released":
             raise RedemptionNotHeld("The hold was released; its points are no longer reserved.")
-        if now >= hold.expires_at:
+        if min(now, paid_at or now) >= hold.expires_at:
             raise HoldExpired("The hold expired before it was captured.")
         hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
         movement = _Movement(self, accounts, now)
@@ -584,6 +586,29 @@ class Ledger:
                               description=f"Reversal of {original.public_id}: {reason}",
                               related_id=original.id, reverses_id=original.id, staff_id=staff_id,
                               order_id=original.order_id)
+
+    def freeze_pending(self, earn: JournalTransaction) -> bool:
+        """Keep an earn's pending points from activating (a disputed payment). Points already available
+        stay so. Answers whether anything was frozen."""
+        self._lock(earn.member_id)
+        lot = self._earn_lot(earn)
+        if lot is None or lot.status != "pending" or lot.activates_at is None:
+            return False
+        lot.activates_at = None  # a pending lot without a moment never comes due
+        return True
+
+    def unfreeze_pending(self, earn: JournalTransaction, activates_at: datetime) -> bool:
+        """Let frozen pending points activate again at `activates_at` (or at the next settle, if past)."""
+        self._lock(earn.member_id)
+        lot = self._earn_lot(earn)
+        if lot is None or lot.status != "pending" or lot.activates_at is not None:
+            return False
+        lot.activates_at = activates_at
+        return True
+
+    def _earn_lot(self, earn: JournalTransaction) -> Lot | None:
+        return self.session.scalar(select(Lot).where(Lot.transaction_id == earn.id)
+                                   .execution_options(populate_existing=True))
 
     def _refuse_if_reversed(self, original: JournalTransaction) -> None:
         if self.session.scalar(select(JournalTransaction.id).where(JournalTransaction.reverses_id == original.id)):

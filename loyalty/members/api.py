@@ -28,6 +28,7 @@ from loyalty.members.schemas import (
 )
 from loyalty.schemas import ListArgsSchema
 from loyalty.tiers import service as tiers
+from loyalty.writes import write
 
 blp = Blueprint("members", __name__, url_prefix="/v1", description="Members")
 
@@ -56,12 +57,12 @@ def me():
 
 @blp.post("/members")
 @require(scope="members:write", roles=MEMBER_STAFF)
+@write
 @blp.arguments(EnrolSchema)
 @blp.response(201, MemberSummarySchema)
 def enrol(payload: dict):
     """Enrol a member from the shop (no password: the member may set one later)."""
     member = service.enrol(service.NewMember(**payload), source="api")
-    db.session.commit()
     return service.summary(member)
 
 
@@ -103,6 +104,7 @@ def member_transactions(args: dict, member_id: str):
 
 @blp.post("/members/<string:member_id>/events")
 @require(scope="members:write", roles=MEMBER_STAFF)
+@write
 @blp.arguments(EventSchema)
 @blp.response(201, EventResultSchema)
 def record_event(payload: dict, member_id: str):
@@ -110,7 +112,6 @@ def record_event(payload: dict, member_id: str):
     event's points by the rules in force. Send `Idempotency-Key` so a retry pays once."""
     result, txn = service.record_event(service.get_member(member_id), payload["type"],
                                        occurred_at=payload.get("occurred_at"), idempotency_key=request_key())
-    db.session.commit()
     return {"type": payload["type"], "points": result.points if txn else 0,
             "transaction_id": txn.public_id if txn else None,
             "breakdown": [{"rule": i.rule, "points": i.points, "detail": i.detail} for i in result.breakdown]}
@@ -136,6 +137,7 @@ def tier_history(member_id: str):
 
 @blp.post("/admin/members/<string:member_id>/adjustments")
 @require(scope="admin", roles=MEMBER_STAFF)
+@write
 @blp.arguments(AdjustmentSchema)
 @blp.response(201, TransactionSchema)
 def adjust(payload: dict, member_id: str):
@@ -145,27 +147,26 @@ def adjust(payload: dict, member_id: str):
     staff = current_user if isinstance(current_user, StaffUser) else None
     txn = service.adjust_points(member, payload["points"], payload["reason"], reference=_reference("adjust"),
                                 staff_id=staff.id if staff else None, expires_at=payload.get("expires_at"))
-    db.session.commit()
     return txn
 
 
 @blp.post("/admin/members/<string:member_id>/suspend")
 @require(scope="admin", roles=MEMBER_STAFF)
+@write
 @blp.response(200, MemberSummarySchema)
 def suspend(member_id: str):
     """Suspend a member: they keep their points and may sign in, but may not spend points."""
     member = service.set_status(service.get_member(member_id), "suspended")
-    db.session.commit()
     return service.summary(member)
 
 
 @blp.post("/admin/members/<string:member_id>/reinstate")
 @require(scope="admin", roles=MEMBER_STAFF)
+@write
 @blp.response(200, MemberSummarySchema)
 def reinstate(member_id: str):
     """Lift a suspension."""
     member = service.set_status(service.get_member(member_id), "active")
-    db.session.commit()
     return service.summary(member)
 
 

@@ -31,6 +31,7 @@ from loyalty.offers.schemas import (
     RewardSchema,
 )
 from loyalty.schemas import ListArgsSchema
+from loyalty.writes import write
 
 blp = Blueprint("offers", __name__, url_prefix="/v1/admin/offers", description="Offers and coupons")
 MANAGERS = ("manager",)
@@ -47,12 +48,12 @@ def list_offers(args: dict):
 
 @blp.post("")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(OfferInputSchema)
 @blp.response(201, OfferSchema)
 def create_offer(payload: dict):
     """Create an offer: percent or amount off, or free shipping; scope, window, tiers, early access, limits."""
     offer = service.create_offer(payload)
-    db.session.commit()
     return offer
 
 
@@ -65,17 +66,18 @@ def get_offer(offer_id: str):
 
 @blp.patch("/<string:offer_id>")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(OfferPatchSchema)
 @blp.response(200, OfferSchema)
 def update_offer(payload: dict, offer_id: str):
     """Change an offer; `active: false` stops every code of it at once."""
     offer = service.update_offer(service.get_offer(offer_id), payload)
-    db.session.commit()
     return offer
 
 
 @blp.post("/<string:offer_id>/codes")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(GenerateCodesSchema)
 @blp.response(201, GeneratedSchema)
 def generate_codes(payload: dict, offer_id: str):
@@ -93,7 +95,6 @@ def generate_codes(payload: dict, offer_id: str):
         member_ids = [found[public_id] for public_id in wanted]
     generated = service.generate_codes(offer, payload.get("count") or len(member_ids), member_ids=member_ids,
                                        expires_at=payload.get("expires_at"))
-    db.session.commit()
     return {"generated": generated}
 
 
@@ -125,22 +126,22 @@ def list_rewards(args: dict):
 
 @rewards_blp.post("/admin/rewards")
 @require(scope="admin", roles=MANAGERS)
+@write
 @rewards_blp.arguments(RewardInputSchema)
 @rewards_blp.response(201, RewardSchema)
 def create_reward(payload: dict):
     """Add a reward: a coupon of an offer, for points, with optional stock and per-member limit."""
     reward = rewards.create_reward(payload)
-    db.session.commit()
     return reward
 
 
 @rewards_blp.patch("/admin/rewards/<string:reward_id>")
 @require(scope="admin", roles=MANAGERS)
+@write
 @rewards_blp.arguments(RewardPatchSchema)
 @rewards_blp.response(200, RewardSchema)
 def update_reward(payload: dict, reward_id: str):
     reward = rewards.update_reward(rewards.get_reward(reward_id), payload)
-    db.session.commit()
     return reward
 
 
@@ -155,13 +156,13 @@ def catalog(args: dict):
 
 @rewards_blp.post("/me/rewards/<string:reward_id>/claim")
 @require(member=True)
+@write
 @rewards_blp.response(201, ClaimedSchema)
 def claim(reward_id: str):
     """Spend points for a reward: the coupon is issued in the same transaction. Send `Idempotency-Key`
     so a retry claims once."""
     reference = f"{current_user.public_id}:{request_key() or secrets.token_hex(12)}"
     claimed, code = rewards.claim(reward_id, current_user, reference=reference, now=now())
-    db.session.commit()
     return {"reward_id": reward_id, "code": code.code, "expires_at": code.expires_at,
             "points_spent": rewards.get_reward(reward_id).points_cost,
             "transaction_id": db.session.get(JournalTransaction, claimed.transaction_id).public_id}

@@ -222,29 +222,31 @@ def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: s
     return use, result
 
 
-def _use(reference: str) -> CouponUse:
-    use = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference)
-                            .execution_options(populate_existing=True))
+def _locked_use(reference: str) -> CouponUse:
+    """The use, read again once its offer is locked, so its status is current."""
+    use = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference))
     if use is None:
         raise NotFound("No coupon use has this reference.")
+    _lock_offer(use.offer_id)
+    db.session.refresh(use)
     return use
 
 
-def consume(reference: str, *, now: datetime) -> CouponUse:
-    """The payment went through: the reserved use counts for good. Consuming twice is harmless."""
-    use = _use(reference)
-    _lock_offer(use.offer_id)
-    if use.status == "released":
+def consume(reference: str, *, now: datetime, even_if_released: bool = False) -> CouponUse:
+    """The payment went through: the reserved use counts for good. Consuming twice is harmless.
+    `even_if_released`: the payment was made with the discount after the reservation lapsed, so the use
+    happened and counts, whatever the limits say now."""
+    use = _locked_use(reference)
+    if use.status == "released" and not even_if_released:
         raise Conflict("This coupon use was released.", code="redemption_not_held")
-    if use.status == "reserved":
+    if use.status != "consumed":
         use.status, use.resolved_at = "consumed", now
     return use
 
 
 def release(reference: str, *, now: datetime) -> CouponUse:
     """The checkout was abandoned: the use is given back. Releasing twice is harmless."""
-    use = _use(reference)
-    _lock_offer(use.offer_id)
+    use = _locked_use(reference)
     if use.status == "consumed":
         raise Conflict("This coupon use was consumed.", code="redemption_not_held")
     if use.status == "reserved":

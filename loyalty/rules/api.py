@@ -9,7 +9,7 @@ from loyalty.auth.models import StaffUser
 from loyalty.checkout.service import engine_order_from
 from loyalty.clock import now
 from loyalty.errors import ValidationProblem
-from loyalty.extensions import Blueprint, db
+from loyalty.extensions import Blueprint
 from loyalty.members import service as members
 from loyalty.rules import service
 from loyalty.rules.schemas import (
@@ -23,6 +23,7 @@ from loyalty.rules.schemas import (
     RuleVersionSchema,
     SimulateSchema,
 )
+from loyalty.writes import write
 
 blp = Blueprint("rules", __name__, url_prefix="/v1/admin/rules", description="Earning and redemption rules")
 MANAGERS = ("manager",)
@@ -52,12 +53,12 @@ def list_versions(args: dict):
 
 @blp.post("")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(DraftSchema)
 @blp.response(201, RuleVersionSchema)
 def create_draft(payload: dict):
     """Create a draft from a rules document. Invalid documents are refused with the exact paths."""
     draft = service.create_draft(payload["document"], note=payload.get("note"), staff_id=_staff_id())
-    db.session.commit()
     return _shown(draft, service.in_force(now()))
 
 
@@ -71,29 +72,30 @@ def get_version(version: int):
 
 @blp.put("/<int:version>")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(DraftSchema)
 @blp.response(200, RuleVersionSchema)
 def update_draft(payload: dict, version: int):
     """Replace a draft's document. Published versions never change."""
     draft = service.update_draft(version, payload["document"], note=payload.get("note"))
-    db.session.commit()
     return _shown(draft, service.in_force(now()))
 
 
 @blp.post("/<int:version>/publish")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(PublishSchema)
 @blp.response(200, RuleVersionSchema)
 def publish(payload: dict, version: int):
     """Publish a draft, in force from `effective_from` (now by default) until a later one takes over."""
     published = service.publish(version, effective_from=payload.get("effective_from"), staff_id=_staff_id(),
                                 now=now())
-    db.session.commit()
     return _shown(published, service.in_force(now()))
 
 
 @blp.post("/simulate")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(SimulateSchema)
 @blp.response(200, EarnResultSchema)
 def simulate(payload: dict):

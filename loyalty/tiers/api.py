@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from loyalty.auth.access import require
 from loyalty.clock import now
-from loyalty.extensions import Blueprint, db
+from loyalty.extensions import Blueprint
 from loyalty.tiers import service
 from loyalty.tiers.schemas import TierInputSchema, TierPageSchema, TierPatchSchema, TierSchema
+from loyalty.writes import write
 
 blp = Blueprint("tiers", __name__, url_prefix="/v1/admin/tiers", description="Tiers")
 MANAGERS = ("manager",)
@@ -32,12 +33,12 @@ def list_tiers():
 
 @blp.post("")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(TierInputSchema)
 @blp.response(201, TierSchema)
 def create_tier(payload: dict):
     """Add a tier. The first must be the base tier (rank 0, threshold 0)."""
     tier = service.create_tier(_flatten(payload))
-    db.session.commit()
     return _with_moves(tier)
 
 
@@ -50,11 +51,11 @@ def get_tier(tier_id: str):
 
 @blp.patch("/<string:tier_id>")
 @require(scope="admin", roles=MANAGERS)
+@write
 @blp.arguments(TierPatchSchema)
 @blp.response(200, TierSchema)
 def update_tier(payload: dict, tier_id: str):
     """Edit a tier. Nobody moves now: members move at the next evaluation, and the answer says how many
     would (`would_move`)."""
     tier = service.update_tier(service.get_tier(tier_id), _flatten(payload))
-    db.session.commit()
     return _with_moves(tier)

@@ -133,7 +133,7 @@ def _points_query(since: datetime):
 
 
 def _spend_query(since: datetime, currency: str | None):
-    return (select(Order.member_id, func.sum(Order.total_amount))
+    return (select(Order.member_id, func.sum(Order.total_amount - Order.refunded_amount))
             .where(Order.paid_at >= since, Order.currency == currency)
             .group_by(Order.member_id))
 

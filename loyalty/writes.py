@@ -1,0 +1,145 @@
+"""Every write endpoint is one unit of work, committed once, and replayable under an `Idempotency-Key`.
+
+`@write` sits between `@require` and the request parsing of a view:
+
+- the view adds and flushes; `@write` commits when it answers 2xx and rolls back otherwise;
+- with an `Idempotency-Key`, the key is claimed (a row unique per caller and key) in the same transaction
+  as the effect, and the answer is stored with it before the commit. A retry with the same request
+  replays the stored answer; with another request it is `409 idempotency_key_reused`. Two retries racing
+  each other meet on the unique row: PostgreSQL makes the second wait for the first to commit, then it
+  replays the first's answer. Errors are not stored: they changed nothing, so the retry simply runs again.
+
+Keys are kept for `IDEMPOTENCY_KEY_RETENTION_HOURS`; after that the key is free again (`purge_expired`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Response, current_app, g, request
+from sqlalchemy import Index, String, Text, UniqueConstraint, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from loyalty.clock import now
+from loyalty.db import UTCDateTime
+from loyalty.errors import IdempotencyKeyReused, ValidationProblem
+from loyalty.extensions import db
+from loyalty.idempotency import HEADER, fingerprint, request_key
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class StoredResponse(db.Model):
+    """The first answer to a request sent with an Idempotency-Key, kept for replays."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("caller", "key", name="uq_idempotency_keys_caller_key"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Keys are the caller's own: two API keys may both send "order-1" without meeting.
+    caller: Mapped[str] = mapped_column(String(80))
+    key: Mapped[str] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    status_code: Mapped[int | None]
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def write(view: Callable | None = None, *, key_required: bool = False) -> Callable:
+    """Make `view` one unit of work; `key_required` refuses a request without an Idempotency-Key."""
+    if view is None:
+        return functools.partial(write, key_required=key_required)
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        key = request_key()
+        if key is None and key_required:
+            raise ValidationProblem("Send an Idempotency-Key so a retry cannot do this twice.",
+                                    errors={HEADER: ["Required."]})
+        stored = _claim(key) if key else None
+        if stored is not None and stored.status_code is not None:
+            return _replay(stored)
+        try:
+            response = current_app.make_response(view(*args, **kwargs))
+        except BaseException:
+            db.session.rollback()
+            raise
+        if not 200 <= response.status_code < 300:
+            db.session.rollback()
+            return response
+        if stored is not None:
+            stored.status_code, stored.body = response.status_code, response.get_data(as_text=True)
+        db.session.commit()
+        return response
+
+    wrapper.is_unit_of_work = True
+    return wrapper
+
+
+def _caller() -> str:
+    principal = g.get("principal")
+    return f"{principal.kind}:{principal.public_id}" if principal else f"anonymous:{request.remote_addr}"
+
+
+def _request_hash() -> str:
+    body = request.get_json(silent=True) if request.content_length else None
+    return fingerprint(request.method, request.path, sorted(request.args.items(multi=True)), body)
+
+
+def _claim(key: str) -> StoredResponse:
+    """This caller's row for `key`: the stored answer of an earlier request, or a new claim for this one."""
+    caller, request_hash, moment = _caller(), _request_hash(), now()
+    stored = _stored(caller, key)
+    if stored is not None and stored.expires_at <= moment:
+        db.session.delete(stored)  # past retention: the key is free again
+        db.session.flush()
+        stored = None
+    if stored is None:
+        retention = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
+        claim = StoredResponse(caller=caller, key=key, request_hash=request_hash, method=request.method,
+                               path=request.path[:300], created_at=moment, expires_at=moment + retention)
+        try:
+            with db.session.begin_nested():
+                db.session.add(claim)
+            return claim
+        except IntegrityError:  # the same key is being answered right now: its answer is committed by now
+            stored = _stored(caller, key)
+    if stored.request_hash != request_hash:
+        raise IdempotencyKeyReused("This Idempotency-Key was already used with another request.")
+    return stored
+
+
+def _stored(caller: str, key: str) -> StoredResponse | None:
+    return db.session.scalar(select(StoredResponse).where(StoredResponse.caller == caller, StoredResponse.key == key)
+                             .execution_options(populate_existing=True))
+
+
+def _replay(stored: StoredResponse) -> Response:
+    db.session.rollback()  # nothing to write: end the transaction the claim began
+    response = Response(stored.body, status=stored.status_code, mimetype="application/json")
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def purge_expired(moment: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+    """Forget keys past retention, one batch per transaction."""
+    purged = 0
+    while True:
+        ids = db.session.scalars(select(StoredResponse.id).where(StoredResponse.expires_at <= moment)
+                                 .order_by(StoredResponse.id).limit(batch_size)).all()
+        if not ids:
+            return {"purged": purged}
+        db.session.execute(delete(StoredResponse).where(StoredResponse.id.in_(ids)))
+        db.session.commit()
+        purged += len(ids)
+
