@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint migrate seed serve clean bench-ledger
+.PHONY: run test lint migrate seed serve clean bench-ledger bench-checkout
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,8 @@ lint: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+
+# Checkout over HTTP under gunicorn on PostgreSQL: MEMBERS=20000 SECONDS=10 CLIENTS=16 WORKERS=4 by default.
+bench-checkout: $(VENV)/.installed
+	$(BIN)/python -m bench.checkout_bench --members $(or $(MEMBERS),20000) --seconds $(or $(SECONDS),10) \
+		--clients $(or $(CLIENTS),16) --workers $(or $(WORKERS),4)

@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Response, current_app, g, request
 from sqlalchemy import Index, String, Text, UniqueConstraint, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalty.clock import now
@@ -97,26 +97,29 @@ def _request_hash() -> str:
 
 
 def _claim(key: str) -> StoredResponse:
-    """This caller's row for `key`: the stored answer of an earlier request, or a new claim for this one."""
+    """This caller's row for `key`: the stored answer of an earlier request, or a new claim for this one.
+    The claim is one INSERT ... ON CONFLICT DO NOTHING: a retry racing the first request waits on the
+    unique row until the first commits, then reads its answer."""
     caller, request_hash, moment = _caller(), _request_hash(), now()
-    stored = _stored(caller, key)
-    if stored is not None and stored.expires_at <= moment:
+    retention = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
+    for _ in range(2):  # a second try only after forgetting a key past retention
+        claimed = db.session.execute(
+            _insert().values(caller=caller, key=key, request_hash=request_hash, method=request.method,
+                             path=request.path[:300], created_at=moment, expires_at=moment + retention)
+            .on_conflict_do_nothing(index_elements=["caller", "key"]).returning(StoredResponse.id)).scalar()
+        stored = db.session.get(StoredResponse, claimed) if claimed else _stored(caller, key)
+        if claimed or stored.expires_at > moment:
+            break
         db.session.delete(stored)  # past retention: the key is free again
         db.session.flush()
-        stored = None
-    if stored is None:
-        retention = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
-        claim = StoredResponse(caller=caller, key=key, request_hash=request_hash, method=request.method,
-                               path=request.path[:300], created_at=moment, expires_at=moment + retention)
-        try:
-            with db.session.begin_nested():
-                db.session.add(claim)
-            return claim
-        except IntegrityError:  # the same key is being answered right now: its answer is committed by now
-            stored = _stored(caller, key)
     if stored.request_hash != request_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with another request.")
     return stored
+
+
+def _insert():
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(StoredResponse)
 
 
 def _stored(caller: str, key: str) -> StoredResponse | None:

@@ -38,6 +38,7 @@ from loyalty.offers import service as offers
 from loyalty.rules import engine
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
+from loyalty.tiers.models import Tier
 
 # --- the order as the engines see it ---------------------------------------------------------------------
 
@@ -80,6 +81,40 @@ def get_member(public_id: str) -> Member:
 # --- pricing: coupon, tier discount and points, in that order -------------------------------------------
 
 @dataclass(frozen=True)
+class Program:
+    """What a checkout reads once per request: the rules in force and the member's tier."""
+
+    rules: dict[str, Any] | None
+    tier: Tier | None
+
+    @classmethod
+    def for_member(cls, member: Member, now: datetime) -> Program:
+        version = rules.in_force(now)
+        return cls(rules.parsed(version) if version else None, tiers.current_tier(member)[0])
+
+    def redeem(self, payable: int, currency: str, available: int) -> engine.RedeemResult:
+        if self.rules is None:
+            return engine.RedeemResult(False, "No rules are in force", 0, Decimal(0), 0, 0, 1)
+        # Redemption rules look only at the member's tier.
+        context = engine.MemberContext(tier=self.tier.code if self.tier else None)
+        return engine.evaluate_redeem(payable, currency, context, available, self.rules)
+
+    def points_value(self, points: int, currency: str) -> int:
+        return engine.points_value(points, currency, self.rules) if self.rules and points else 0
+
+    def points_refusal(self, points: int, payable: int, currency: str) -> str | None:
+        """Why the rules do not let `points` pay for this order (balance aside: the ledger decides that)."""
+        result = self.redeem(payable, currency, points)
+        if not result.allowed or result.max_points == 0:
+            return result.reason or "Points cannot pay for this order."
+        if points % result.step:
+            return f"Points are redeemed in steps of {result.step}."
+        if points > result.max_points:
+            return f"At most {result.max_points} points may pay for this order."
+        return None
+
+
+@dataclass(frozen=True)
 class Pricing:
     amount: int  # before the loyalty discounts
     coupon: offer_engine.Validation | None
@@ -95,42 +130,12 @@ class Pricing:
         return max(0, self.amount - self.coupon_discount - self.tier_discount)
 
 
-def _pricing(member: Member, cart: offer_engine.Cart, amount: int, coupon: offer_engine.Validation | None
+def _pricing(program: Program, cart: offer_engine.Cart, amount: int, coupon: offer_engine.Validation | None
              ) -> Pricing:
     """The coupon applies to the lines first; the tier discount to what is left of them."""
-    tier, _ = tiers.current_tier(member)
-    percent = tier.discount_percent if tier else 0
+    percent = program.tier.discount_percent if program.tier else 0
     lines_left = _lines_net(cart) - (sum(coupon.line_discounts) if coupon and coupon.valid else 0)
     return Pricing(amount, coupon, percent, floor(max(0, lines_left) * percent / 100))
-
-
-def _redeem_rules(member: Member, now: datetime) -> tuple[dict[str, Any] | None, engine.MemberContext]:
-    version = rules.in_force(now)
-    return (rules.parsed(version) if version else None), rules.member_context(member, now)
-
-
-def _redeem(member: Member, payable: int, currency: str, available: int, now: datetime) -> engine.RedeemResult:
-    document, context = _redeem_rules(member, now)
-    if document is None:
-        return engine.RedeemResult(False, "No rules are in force", 0, Decimal(0), 0, 0, 1)
-    return engine.evaluate_redeem(payable, currency, context, available, document)
-
-
-def _points_refusal(points: int, member: Member, payable: int, currency: str, now: datetime) -> str | None:
-    """Why the rules do not let `points` pay for this order (balance aside: the ledger decides that)."""
-    result = _redeem(member, payable, currency, points, now)
-    if not result.allowed or result.max_points == 0:
-        return result.reason or "Points cannot pay for this order."
-    if points % result.step:
-        return f"Points are redeemed in steps of {result.step}."
-    if points > result.max_points:
-        return f"At most {result.max_points} points may pay for this order."
-    return None
-
-
-def _points_value(points: int, currency: str, now: datetime) -> int:
-    version = rules.in_force(now)
-    return engine.points_value(points, currency, rules.parsed(version)) if version and points else 0
 
 
 # --- quote -------------------------------------------------------------------------------------------------
@@ -143,19 +148,20 @@ def quote(payload: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     subtotal = _lines_net(cart) + cart.shipping_amount - (payload.get("discount_amount") or 0)
     code = payload.get("coupon_code")
     validation = offers.validate(code, member, cart, now) if code else None
-    pricing = _pricing(member, cart, max(0, subtotal), validation)
+    program = Program.for_member(member, now)
+    pricing = _pricing(program, cart, max(0, subtotal), validation)
     available = Ledger(db.session).balances(member.id).available
-    redeem = _redeem(member, pricing.payable_before_points, currency, available, now)
+    redeem = program.redeem(pricing.payable_before_points, currency, available)
     answer_redeem: dict[str, Any] = {"max_points": redeem.max_points, "value_per_point": redeem.value_per_point,
                                      "max_discount_amount": redeem.max_discount_amount,
                                      "min_points": redeem.min_points, "step": redeem.step,
                                      "available_points": available, "reason": redeem.reason}
     points, points_discount = payload.get("points") or 0, 0
     if points:
-        refusal = _points_refusal(points, member, pricing.payable_before_points, currency, now)
+        refusal = program.points_refusal(points, pricing.payable_before_points, currency)
         if refusal is None and points > available:
             refusal = f"The member has {available} points available."
-        points_discount = 0 if refusal else _points_value(points, currency, now)
+        points_discount = 0 if refusal else program.points_value(points, currency)
         answer_redeem.update(points=points, discount_amount=points_discount, error=refusal)
     earn = _earn_estimate(member, payload, cart, pricing, points_discount, now)
     return {
@@ -219,13 +225,14 @@ def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timed
                                        expires_at=redemption.expires_at, now=now)
         redemption.coupon_code = offers.normalise_code(code)
         redemption.coupon_discount_amount = validation.discount_amount
-    pricing = _pricing(member, cart, payload["amount"], validation)
     if points:
-        refusal = _points_refusal(points, member, pricing.payable_before_points, payload["currency"], now)
+        program = Program.for_member(member, now)
+        payable = _pricing(program, cart, payload["amount"], validation).payable_before_points
+        refusal = program.points_refusal(points, payable, payload["currency"])
         if refusal:
             raise ValidationProblem(refusal, errors={"points": [refusal]})
         redemption.points = points
-        redemption.points_discount_amount = _points_value(points, payload["currency"], now)
+        redemption.points_discount_amount = program.points_value(points, payload["currency"])
     db.session.add(redemption)
     db.session.flush()
     if points:

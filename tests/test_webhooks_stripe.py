@@ -1,0 +1,688 @@
+"""`POST /v1/webhooks/stripe`: Stripe's events, verified, stored by id and applied exactly once.
+
+Payloads come from `tests/stripe_events.py`, shaped as Stripe sends them. Stripe created every event at
+`T0` unless a test says otherwise; the app's clock stands at `T0` and moves only when a test moves it.
+
+The program: one point per dollar paid, pending for 14 days; a point pays one cent. A member starts with
+1000 available points; a typical order is $100.00, of which 500 points pay $5.00, so $95.00 is paid by card
+and earns 95 points.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from loyalty import clock
+from loyalty.checkout import service as checkout
+from loyalty.checkout.models import Order, Redemption, Refund
+from loyalty.extensions import db
+from loyalty.ledger.models import Account, JournalTransaction
+from loyalty.ledger.service import Balances, Ledger
+from loyalty.ledger.verify import verify
+from loyalty.members import service as members
+from loyalty.offers import service as offers
+from loyalty.offers.models import CouponUse
+from loyalty.rules import service as rules
+from loyalty.webhooks.models import StripeEvent
+from tests import stripe_events as se
+from tests.conftest import assert_problem, bearer, unique_email
+
+URL = "/v1/webhooks/stripe"
+SECRET = "whsec_test_loyalty_webhooks"
+TOLERANCE = 300
+T0 = datetime.fromtimestamp(se.CREATED, UTC)  # when Stripe created the events, unless said otherwise
+HOLD_FOR = timedelta(minutes=30)
+RULES = {"earn": {"rates": {"usd": "1"}, "pending_days": 14}, "redeem": {"point_values": {"usd": "1"}}}
+PENDING_UNTIL = T0 + timedelta(days=14)
+START = 1000  # the member's available points
+AMOUNT, POINTS, PAID, EARNED = 10_000, 500, 9_500, 95  # a $100 order, 500 points off, $95 paid, 95 points
+
+
+# --- the world around the endpoint -------------------------------------------------------------------------
+
+class Clock:
+    """The app's clock, standing still until a test moves it."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def travel(self, to: datetime) -> None:
+        self.at = to
+
+
+@pytest.fixture(autouse=True)
+def now() -> Iterator[Clock]:
+    stopped = Clock(T0)
+    clock.set_source(stopped)
+    yield stopped
+    clock.set_source(None)
+
+
+def configure(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_TOLERANCE_SECONDS", TOLERANCE)
+    monkeypatch.setitem(app.config, "STRIPE_API_KEY", "")  # no line items fetched: payloads alone
+
+
+def publish_rules(app: Flask) -> None:
+    with app.app_context():
+        draft = rules.create_draft(RULES, note=None, staff_id=None)
+        rules.publish(draft.version, effective_from=None, staff_id=None, now=T0 - timedelta(days=1))
+        db.session.commit()
+
+
+@pytest.fixture(autouse=True)
+def program(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(app, monkeypatch)
+    publish_rules(app)
+
+
+@dataclass(frozen=True)
+class Shopper:
+    id: int
+    public_id: str
+
+
+def enrol(app: Flask, points: int = START) -> Shopper:
+    """A member with `points` available points (no return window, no expiry)."""
+    with app.app_context():
+        member = members.enrol(members.NewMember(email=unique_email()), source="test")
+        if points:
+            Ledger(db.session).earn(member.id, points, reference=f"seed:{member.public_id}",
+                                    description="Welcome points", now=clock.now())
+        db.session.commit()
+        return Shopper(member.id, member.public_id)
+
+
+@pytest.fixture
+def member(app: Flask) -> Callable[..., Shopper]:
+    return lambda points=START: enrol(app, points)
+
+
+@pytest.fixture
+def coupon(app: Flask) -> str:
+    with app.app_context():
+        offers.create_offer({"name": "Ten percent", "kind": "percent_off", "percent": 10, "code": "SAVE-TEN"})
+        db.session.commit()
+    return "SAVETEN"
+
+
+def hold(app: Flask, shopper: Shopper, order_id: str, *, points: int = POINTS, amount: int = AMOUNT,
+         coupon_code: str | None = None) -> str:
+    """A redemption held for the order at the clock's time; answers its id."""
+    with app.app_context():
+        redemption = checkout.create_redemption(
+            {"member_id": shopper.public_id, "order_id": order_id, "currency": "usd", "amount": amount,
+             "points": points, "coupon_code": coupon_code}, now=clock.now(), hold_for=HOLD_FOR)
+        db.session.commit()
+        return redemption.public_id
+
+
+# --- events as Stripe sends them ---------------------------------------------------------------------------
+
+def metadata(shopper: Shopper | str, order_id: str, redemption_id: str | None = None) -> dict[str, str]:
+    data = {"loyalty_member_id": shopper if isinstance(shopper, str) else shopper.public_id, "order_id": order_id}
+    return data | ({"loyalty_redemption_id": redemption_id} if redemption_id else {})
+
+
+def intent_succeeded(shopper: Shopper | str, order_id: str, *, amount: int = PAID, intent_id: str | None = None,
+                     redemption_id: str | None = None, created: datetime = T0) -> dict[str, Any]:
+    stamp = int(created.timestamp())
+    return se.event("payment_intent.succeeded", se.payment_intent(
+        amount=amount, metadata=metadata(shopper, order_id, redemption_id), intent_id=intent_id, created=stamp),
+        created=stamp)
+
+
+def charge_refunded(intent_id: str, charge_id: str, *, refunded: int, before: int = 0, amount: int = PAID,
+                    created: datetime = T0 + timedelta(days=1)) -> dict[str, Any]:
+    """`refunded` is cumulative, as Stripe's `amount_refunded`."""
+    return se.event("charge.refunded", se.charge(amount=amount, amount_refunded=refunded, payment_intent=intent_id,
+                                                 charge_id=charge_id),
+                    created=int(created.timestamp()),
+                    previous_attributes={"amount_refunded": before, "refunded": False})
+
+
+def dispute_event(kind: str, intent_id: str, charge_id: str, dispute_id: str, *, status: str, amount: int,
+                  created: datetime) -> dict[str, Any]:
+    stamp = int(created.timestamp())
+    return se.event(kind, se.dispute(amount=amount, charge=charge_id, payment_intent=intent_id, status=status,
+                                     dispute_id=dispute_id, created=stamp), created=stamp)
+
+
+def post(client: FlaskClient, event: dict[str, Any], **signing: Any):
+    payload = se.body(event)
+    return client.post(URL, data=payload, headers={"Content-Type": "application/json",
+                                                   "Stripe-Signature": se.sign(payload, SECRET, **signing)})
+
+
+def deliver(client: FlaskClient, event: dict[str, Any]) -> str:
+    """Deliver a correctly signed event; answers the status the endpoint gives it."""
+    response = post(client, event)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["received"], body["event_id"]) == (True, event["id"])
+    return body["status"]
+
+
+# --- reading the outcome -----------------------------------------------------------------------------------
+
+def balances(app: Flask, shopper: Shopper) -> Balances:
+    with app.app_context():
+        return Ledger(db.session).balances(shopper.id)
+
+
+def redeemed(app: Flask, shopper: Shopper) -> int:
+    with app.app_context():
+        return db.session.scalar(select(Account.balance).where(Account.member_id == shopper.id,
+                                                               Account.kind == "redeemed"))
+
+
+def redemption_of(app: Flask, redemption_id: str) -> dict[str, Any]:
+    with app.app_context():
+        redemption = db.session.scalar(select(Redemption).where(Redemption.public_id == redemption_id))
+        use = db.session.scalar(select(CouponUse.status).where(CouponUse.reference == redemption.coupon_reference))
+        return {"status": redemption.status, "release_reason": redemption.release_reason,
+                "problem": redemption.problem, "coupon_use": use}
+
+
+def order_of(app: Flask, order_id: str) -> dict[str, Any] | None:
+    with app.app_context():
+        order = checkout.find_order(order_id)
+        if order is None:
+            return None
+        return {"total_amount": order.total_amount, "points_earned": order.points_earned,
+                "pending_until": order.pending_until, "paid_at": order.paid_at,
+                "payment_intent_id": order.payment_intent_id, "status": order.status,
+                "refunded_amount": order.refunded_amount, "points_clawed_back": order.points_clawed_back,
+                "points_restored": order.points_restored, "dispute_status": order.dispute_status,
+                "redemption_id": order.redemption_id is not None}
+
+
+def refunds_of(app: Flask, order_id: str) -> list[tuple[str, int, int, int]]:
+    with app.app_context():
+        return [tuple(row) for row in db.session.execute(
+            select(Refund.source, Refund.amount, Refund.points_clawed_back, Refund.points_restored)
+            .join(Order, Order.id == Refund.order_id).where(Order.order_id == order_id).order_by(Refund.id))]
+
+
+def journal_kinds(app: Flask, shopper: Shopper) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(JournalTransaction.kind).where(JournalTransaction.member_id == shopper.id)
+                                       .order_by(JournalTransaction.id)))
+
+
+def stored(app: Flask, event: dict[str, Any]) -> tuple[str, str | None]:
+    with app.app_context():
+        row = db.session.scalar(select(StripeEvent).where(StripeEvent.event_id == event["id"]))
+        return row.status, row.detail
+
+
+def settle(app: Flask, shopper: Shopper) -> None:
+    with app.app_context():
+        Ledger(db.session).settle(shopper.id, clock.now())
+        db.session.commit()
+
+
+def no_breaches(app: Flask) -> None:
+    with app.app_context():
+        assert [(r.check.name, r.examples) for r in verify(db.session) if not r.ok] == []
+
+
+def changes(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Rows added per table between two `row_counts()`."""
+    return {table: after[table] - before[table] for table in after if after[table] != before[table]}
+
+
+# --- 1. only Stripe, signing with this endpoint's secret, is heard -----------------------------------------
+
+def _wrong_secret(payload: str) -> tuple[str, dict[str, str]]:
+    return payload, {"Stripe-Signature": se.sign(payload, "whsec_someone_elses_endpoint")}
+
+
+def _stale(payload: str) -> tuple[str, dict[str, str]]:
+    return payload, {"Stripe-Signature": se.sign(payload, SECRET, timestamp=int(time.time()) - TOLERANCE - 60)}
+
+
+def _tampered(payload: str) -> tuple[str, dict[str, str]]:
+    altered = payload.replace(f'"amount_received": {PAID}', f'"amount_received": {PAID * 100}')
+    assert altered != payload
+    return altered, {"Stripe-Signature": se.sign(payload, SECRET)}
+
+
+def _unsigned(payload: str) -> tuple[str, dict[str, str]]:
+    return payload, {}
+
+
+@pytest.mark.parametrize("forge", [_wrong_secret, _stale, _tampered, _unsigned],
+                         ids=["wrong_secret", "stale_timestamp", "tampered_body", "missing_header"])
+def test_a_delivery_that_does_not_verify_is_refused_and_changes_nothing(forge, client, app, member, row_counts):
+    shopper = member()
+    payload, headers = forge(se.body(intent_succeeded(shopper, "ord_forged")))
+    before = row_counts()
+    response = client.post(URL, data=payload, headers={"Content-Type": "application/json", **headers})
+    assert_problem(response, 400, "signature_invalid")
+    assert row_counts() == before
+    assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
+
+
+def test_without_a_configured_secret_nothing_is_accepted(client, app, member, row_counts, monkeypatch):
+    shopper = member()
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", "")
+    before = row_counts()
+    assert_problem(post(client, intent_succeeded(shopper, "ord_1")), 503, "webhook_not_configured")
+    assert row_counts() == before
+
+
+# --- 2. a Checkout Session paid ----------------------------------------------------------------------------
+
+def test_a_paid_checkout_session_earns_pending_points_on_its_total_and_records_the_order(client, app, member):
+    shopper = member(points=0)
+    intent_id = se.new_id("pi")
+    session = se.checkout_session(amount_subtotal=5000, amount_discount=500, amount_total=4500,
+                                  metadata=metadata(shopper, "ord_cs"), payment_intent=intent_id)
+    assert deliver(client, se.event("checkout.session.completed", session)) == "applied"
+    assert balances(app, shopper) == Balances(pending=45, lifetime_earned=45)
+    order = order_of(app, "ord_cs")
+    assert (order["total_amount"], order["points_earned"], order["payment_intent_id"], order["status"]) == (
+        4500, 45, intent_id, "paid")
+    assert (order["paid_at"], order["pending_until"]) == (T0, PENDING_UNTIL)
+
+
+def test_a_redelivered_checkout_session_answers_duplicate_and_changes_nothing(client, app, member, row_counts):
+    shopper = member(points=0)
+    event = se.event("checkout.session.completed", se.checkout_session(
+        amount_subtotal=5000, amount_total=5000, metadata=metadata(shopper, "ord_cs"), payment_intent=se.new_id("pi")))
+    deliver(client, event)
+    before = row_counts()
+    assert deliver(client, event) == "duplicate"
+    assert row_counts() == before
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+
+
+def test_the_payment_intent_of_a_recorded_checkout_session_does_not_earn_again(client, app, member, row_counts):
+    shopper = member(points=0)
+    intent_id = se.new_id("pi")
+    deliver(client, se.event("checkout.session.completed", se.checkout_session(
+        amount_subtotal=5000, amount_total=5000, metadata=metadata(shopper, "ord_cs"), payment_intent=intent_id)))
+    before = row_counts()
+    assert deliver(client, intent_succeeded(shopper, "ord_cs", amount=5000, intent_id=intent_id)) == "applied"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+    assert order_of(app, "ord_cs")["points_earned"] == 50
+
+
+# --- 3. a PaymentIntent paid -------------------------------------------------------------------------------
+
+def test_a_succeeded_payment_intent_earns_pending_points_on_the_amount_received(client, app, member):
+    shopper = member(points=0)
+    intent_id = se.new_id("pi")
+    assert deliver(client, intent_succeeded(shopper, "ord_pi", amount=5000, intent_id=intent_id)) == "applied"
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+    order = order_of(app, "ord_pi")
+    assert (order["points_earned"], order["payment_intent_id"], order["pending_until"]) == (
+        50, intent_id, PENDING_UNTIL)
+
+
+def test_a_succeeded_payment_intent_captures_its_redemption_and_earns_on_what_was_paid(client, app, member):
+    shopper = member()
+    redemption_id = hold(app, shopper, "ord_pi")
+    assert balances(app, shopper) == Balances(available=START - POINTS, held=POINTS, lifetime_earned=START)
+    assert deliver(client, intent_succeeded(shopper, "ord_pi", redemption_id=redemption_id)) == "applied"
+    assert redemption_of(app, redemption_id)["status"] == "captured"
+    assert balances(app, shopper) == Balances(available=START - POINTS, pending=EARNED,
+                                              lifetime_earned=START + EARNED)
+    assert redeemed(app, shopper) == POINTS
+    assert order_of(app, "ord_pi")["redemption_id"] is True
+
+
+# --- 4. a failed attempt, then the retry succeeds ----------------------------------------------------------
+
+def test_a_failed_payment_attempt_keeps_the_hold_and_the_retry_captures_once(client, app, member, coupon,
+                                                                             row_counts):
+    shopper = member()
+    redemption_id = hold(app, shopper, "ord_retry", coupon_code=coupon)  # 10% and 500 points off $100
+    intent_id = se.new_id("pi")
+    failed = se.event("payment_intent.payment_failed", se.payment_intent(
+        amount=8500, status="requires_payment_method", intent_id=intent_id,
+        metadata=metadata(shopper, "ord_retry", redemption_id)))
+    before = row_counts()
+    assert deliver(client, failed) == "ignored"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert redemption_of(app, redemption_id) == {"status": "held", "release_reason": None, "problem": None,
+                                                 "coupon_use": "reserved"}
+    assert balances(app, shopper) == Balances(available=START - POINTS, held=POINTS, lifetime_earned=START)
+
+    succeeded = intent_succeeded(shopper, "ord_retry", amount=8500, intent_id=intent_id,
+                                 redemption_id=redemption_id, created=T0 + timedelta(minutes=2))
+    assert deliver(client, succeeded) == "applied"
+    assert deliver(client, succeeded) == "duplicate"
+    assert redemption_of(app, redemption_id) == {"status": "captured", "release_reason": None, "problem": None,
+                                                 "coupon_use": "consumed"}
+    assert balances(app, shopper) == Balances(available=START - POINTS, pending=85, lifetime_earned=START + 85)
+    assert redeemed(app, shopper) == POINTS
+    assert journal_kinds(app, shopper).count("redeem") == 1
+
+
+# --- 5. canceled or expired: released ----------------------------------------------------------------------
+
+def _canceled(shopper: Shopper, order_id: str, redemption_id: str) -> dict[str, Any]:
+    return se.event("payment_intent.canceled", se.payment_intent(
+        amount=8500, status="canceled", metadata=metadata(shopper, order_id, redemption_id)))
+
+
+def _expired(shopper: Shopper, order_id: str, redemption_id: str) -> dict[str, Any]:
+    return se.event("checkout.session.expired", se.checkout_session(
+        amount_subtotal=AMOUNT, amount_total=8500, status="expired", payment_status="unpaid", payment_intent=None,
+        metadata=metadata(shopper, order_id, redemption_id)))
+
+
+@pytest.mark.parametrize(("event_of", "reason"), [(_canceled, "payment_canceled"), (_expired, "session_expired")],
+                         ids=["payment_intent.canceled", "checkout.session.expired"])
+def test_an_abandoned_payment_releases_the_redemption(event_of, reason, client, app, member, coupon):
+    shopper = member()
+    redemption_id = hold(app, shopper, "ord_gone", coupon_code=coupon)
+    assert deliver(client, event_of(shopper, "ord_gone", redemption_id)) == "applied"
+    assert redemption_of(app, redemption_id) == {"status": "released", "release_reason": reason, "problem": None,
+                                                 "coupon_use": "released"}
+    assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
+    assert order_of(app, "ord_gone") is None
+
+
+# --- 6. refunds, cumulative --------------------------------------------------------------------------------
+
+@pytest.fixture
+def paid_order(client, app, member) -> Callable[[], tuple[Shopper, str, str]]:
+    """A $100 order paid $95 by card and 500 points; answers (member, PaymentIntent id, charge id)."""
+
+    def pay(order_id: str = "ord_r") -> tuple[Shopper, str, str]:
+        shopper = member()
+        redemption_id = hold(app, shopper, order_id)
+        intent_id = se.new_id("pi")
+        assert deliver(client, intent_succeeded(shopper, order_id, intent_id=intent_id,
+                                                redemption_id=redemption_id)) == "applied"
+        return shopper, intent_id, se.new_id("ch")
+
+    return pay
+
+
+def test_partial_refunds_claw_back_and_restore_in_proportion_and_add_up_to_the_full_refund(
+        client, app, paid_order):
+    shopper, intent_id, charge_id = paid_order()
+    thirty = PAID * 30 // 100  # 2850
+
+    assert deliver(client, charge_refunded(intent_id, charge_id, refunded=thirty)) == "applied"
+    # 30% of 95 earned is 28.5: 28 clawed back (rounded down); 30% of 500 redeemed is 150 restored.
+    assert balances(app, shopper) == Balances(available=START - POINTS + 150, pending=EARNED - 28,
+                                              lifetime_earned=START + EARNED - 28)
+    assert redeemed(app, shopper) == POINTS - 150
+
+    assert deliver(client, charge_refunded(intent_id, charge_id, refunded=PAID, before=thirty,
+                                           created=T0 + timedelta(days=2))) == "applied"
+    assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
+    assert redeemed(app, shopper) == 0
+    assert refunds_of(app, "ord_r") == [("stripe", thirty, 28, 150), ("stripe", PAID - thirty, 67, 350)]
+    order = order_of(app, "ord_r")
+    assert (order["status"], order["refunded_amount"], order["points_clawed_back"], order["points_restored"]) == (
+        "refunded", PAID, EARNED, POINTS)
+
+
+def test_an_older_refund_event_arriving_late_changes_nothing(client, app, paid_order, row_counts):
+    shopper, intent_id, charge_id = paid_order()
+    thirty, sixty = PAID * 30 // 100, PAID * 60 // 100
+    first = charge_refunded(intent_id, charge_id, refunded=thirty, created=T0 + timedelta(days=1))
+    second = charge_refunded(intent_id, charge_id, refunded=sixty, before=thirty, created=T0 + timedelta(days=2))
+    assert deliver(client, second) == "applied"
+    after_second = balances(app, shopper)
+    assert after_second == Balances(available=START - POINTS + 300, pending=EARNED - 57,
+                                    lifetime_earned=START + EARNED - 57)
+    before = row_counts()
+    assert deliver(client, first) == "applied"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert balances(app, shopper) == after_second
+    assert refunds_of(app, "ord_r") == [("stripe", sixty, 57, 300)]
+
+
+# --- 7. out of order ---------------------------------------------------------------------------------------
+
+def test_a_refund_before_its_payment_waits_and_is_applied_when_the_payment_arrives(client, app, paid_order,
+                                                                                   member):
+    thirty = PAID * 30 // 100
+    in_order, intent_id, charge_id = paid_order("ord_in_order")
+    deliver(client, charge_refunded(intent_id, charge_id, refunded=thirty))
+
+    late = member()
+    redemption_id = hold(app, late, "ord_late")
+    late_intent, late_charge = se.new_id("pi"), se.new_id("ch")
+    refund = charge_refunded(late_intent, late_charge, refunded=thirty)
+    assert deliver(client, refund) == "waiting"
+    assert balances(app, late) == Balances(available=START - POINTS, held=POINTS, lifetime_earned=START)
+    assert order_of(app, "ord_late") is None
+
+    assert deliver(client, intent_succeeded(late, "ord_late", intent_id=late_intent,
+                                            redemption_id=redemption_id)) == "applied"
+    assert stored(app, refund)[0] == "applied"
+    assert balances(app, late) == balances(app, in_order) == Balances(
+        available=START - POINTS + 150, pending=EARNED - 28, lifetime_earned=START + EARNED - 28)
+    assert redeemed(app, late) == redeemed(app, in_order) == POINTS - 150
+    assert refunds_of(app, "ord_late") == refunds_of(app, "ord_in_order") == [("stripe", thirty, 28, 150)]
+
+
+# --- 8. disputes -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def disputed(client, app, member) -> tuple[Shopper, str, str]:
+    """A $50 order paid by card (50 pending points), disputed a day later; answers (member, intent, charge)."""
+    shopper = member(points=0)
+    intent_id, charge_id = se.new_id("pi"), se.new_id("ch")
+    deliver(client, intent_succeeded(shopper, "ord_d", amount=5000, intent_id=intent_id))
+    assert deliver(client, dispute_event("charge.dispute.created", intent_id, charge_id, "du_1",
+                                         status="needs_response", amount=5000,
+                                         created=T0 + timedelta(days=1))) == "applied"
+    assert order_of(app, "ord_d")["dispute_status"] == "open"
+    return shopper, intent_id, charge_id
+
+
+def test_a_dispute_freezes_pending_points_past_their_return_window(app, disputed, now):
+    shopper, _, _ = disputed
+    now.travel(PENDING_UNTIL + timedelta(days=1))
+    settle(app, shopper)
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+
+
+def test_a_dispute_won_lets_the_frozen_points_activate(client, app, disputed, now):
+    shopper, intent_id, charge_id = disputed
+    now.travel(PENDING_UNTIL + timedelta(days=1))
+    assert deliver(client, dispute_event("charge.dispute.closed", intent_id, charge_id, "du_1", status="won",
+                                         amount=5000, created=PENDING_UNTIL)) == "applied"
+    settle(app, shopper)
+    assert balances(app, shopper) == Balances(available=50, lifetime_earned=50)
+    assert order_of(app, "ord_d")["dispute_status"] == "won"
+
+
+def test_a_dispute_lost_claws_the_points_back(client, app, disputed, now):
+    shopper, intent_id, charge_id = disputed
+    now.travel(PENDING_UNTIL + timedelta(days=1))
+    assert deliver(client, dispute_event("charge.dispute.closed", intent_id, charge_id, "du_1", status="lost",
+                                         amount=5000, created=PENDING_UNTIL)) == "applied"
+    settle(app, shopper)
+    assert balances(app, shopper) == Balances()
+    order = order_of(app, "ord_d")
+    assert (order["dispute_status"], order["status"], order["refunded_amount"]) == ("lost", "refunded", 5000)
+    assert refunds_of(app, "ord_d") == [("dispute", 5000, 50, 0)]
+
+
+# --- 9. what the program does not act on -------------------------------------------------------------------
+
+def _charge_succeeded(shopper: Shopper) -> dict[str, Any]:
+    return se.event("charge.succeeded", se.charge(amount=5000, payment_intent=se.new_id("pi"),
+                                                  metadata=metadata(shopper, "ord_x")))
+
+
+def _requires_action(shopper: Shopper) -> dict[str, Any]:
+    return se.event("payment_intent.requires_action", se.payment_intent(
+        amount=5000, status="requires_action", metadata=metadata(shopper, "ord_x")))
+
+
+@pytest.mark.parametrize("event_of", [_charge_succeeded, _requires_action],
+                         ids=["charge.succeeded", "payment_intent.requires_action"])
+def test_events_of_other_types_are_stored_and_ignored(event_of, client, app, member, row_counts):
+    shopper = member()
+    event = event_of(shopper)
+    before = row_counts()
+    assert deliver(client, event) == "ignored"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert stored(app, event)[0] == "ignored"
+    assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
+
+
+def test_a_payment_for_an_unknown_member_is_answered_failed_and_moves_no_points(client, app, row_counts):
+    event = intent_succeeded("mem_nobody", "ord_unknown")
+    before = row_counts()
+    assert deliver(client, event) == "failed"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    status, detail = stored(app, event)
+    assert status == "failed" and detail.startswith("validation_error")
+
+
+# --- 10. a hold lapsing while the customer pays ------------------------------------------------------------
+
+def test_a_payment_made_before_the_hold_expired_captures_it_however_late_it_is_heard(client, app, member, now):
+    shopper = member()
+    now.travel(T0 - timedelta(minutes=20))
+    redemption_id = hold(app, shopper, "ord_slow")  # expires at T0 + 10 minutes
+    now.travel(T0 + timedelta(minutes=45))
+    assert deliver(client, intent_succeeded(shopper, "ord_slow", redemption_id=redemption_id,
+                                            created=T0)) == "applied"
+    assert redemption_of(app, redemption_id)["status"] == "captured"
+    assert balances(app, shopper) == Balances(available=START - POINTS, pending=EARNED,
+                                              lifetime_earned=START + EARNED)
+    assert redeemed(app, shopper) == POINTS
+    assert order_of(app, "ord_slow")["paid_at"] == T0
+
+
+def _lapse(app: Flask, shopper: Shopper, now: Clock, order_id: str) -> str:
+    """A redemption whose hold expired and was released by the worker before the payment was made."""
+    now.travel(T0 - timedelta(minutes=40))
+    redemption_id = hold(app, shopper, order_id)  # expires at T0 - 10 minutes
+    now.travel(T0 - timedelta(minutes=5))
+    with app.app_context():
+        assert checkout.release_expired(clock.now()) == {"released": 1}
+    assert redemption_of(app, redemption_id)["release_reason"] == "expired"
+    assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
+    now.travel(T0 + timedelta(minutes=1))
+    return redemption_id
+
+
+def test_a_payment_after_the_hold_was_released_takes_the_points_again(client, app, member, now):
+    shopper = member()
+    redemption_id = _lapse(app, shopper, now, "ord_lapsed")
+    assert deliver(client, intent_succeeded(shopper, "ord_lapsed", redemption_id=redemption_id)) == "applied"
+    assert redemption_of(app, redemption_id) == {"status": "captured", "release_reason": None, "problem": None,
+                                                 "coupon_use": None}
+    assert balances(app, shopper) == Balances(available=START - POINTS, pending=EARNED,
+                                              lifetime_earned=START + EARNED)
+    assert redeemed(app, shopper) == POINTS
+
+
+def test_a_payment_after_the_hold_was_released_records_a_problem_when_the_points_are_gone(client, app, member,
+                                                                                          now):
+    shopper = member()
+    redemption_id = _lapse(app, shopper, now, "ord_lapsed")
+    now.travel(T0 - timedelta(minutes=2))
+    hold(app, shopper, "ord_other", points=800)  # the points go to another checkout meanwhile
+    now.travel(T0 + timedelta(minutes=1))
+    assert deliver(client, intent_succeeded(shopper, "ord_lapsed", redemption_id=redemption_id)) == "applied"
+    redemption = redemption_of(app, redemption_id)
+    assert (redemption["status"], redemption["release_reason"]) == ("released", "expired")
+    assert redemption["problem"].startswith("Paid after the hold lapsed; the 500 points could not be taken again")
+    assert balances(app, shopper) == Balances(available=START - 800, pending=EARNED, held=800,
+                                              lifetime_earned=START + EARNED)
+    assert redeemed(app, shopper) == 0
+    assert order_of(app, "ord_lapsed")["points_earned"] == EARNED
+
+
+# --- 11. redeliveries racing each other, on PostgreSQL -----------------------------------------------------
+
+def test_the_same_payment_delivered_five_times_at_once_applies_once(pg, monkeypatch):
+    configure(pg, monkeypatch)
+    publish_rules(pg)
+    shopper = enrol(pg, points=0)
+    event = intent_succeeded(shopper, "ord_race", amount=5000)
+    payload = se.body(event)
+    headers = {"Content-Type": "application/json", "Stripe-Signature": se.sign(payload, SECRET)}
+    barrier = threading.Barrier(5)
+
+    def send(_: int) -> tuple[int, str]:
+        client = pg.test_client()
+        barrier.wait()
+        response = client.post(URL, data=payload, headers=headers)
+        return response.status_code, response.get_json().get("status")
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(send, range(5)))
+    assert sorted(results) == [(200, "applied")] + [(200, "duplicate")] * 4
+    with pg.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 1
+        assert db.session.scalar(select(func.count()).select_from(StripeEvent)) == 1
+        assert db.session.scalars(select(JournalTransaction.kind)
+                                  .where(JournalTransaction.member_id == shopper.id)).all() == ["earn"]
+    assert balances(pg, shopper) == Balances(pending=50, lifetime_earned=50)
+    no_breaches(pg)
+
+
+# --- 12. the whole journey ---------------------------------------------------------------------------------
+
+def test_quote_redeem_pay_and_refund_through_http_leave_the_ledger_whole(client, app, member, make_api_key):
+    shopper = member()
+    shop = bearer(make_api_key("checkout"))
+    lines = [{"sku": "TEE-1", "category": "apparel", "quantity": 2, "unit_amount": AMOUNT // 2}]
+
+    quote = client.post("/v1/checkout/quote", headers=shop, json={
+        "member_id": shopper.public_id, "currency": "usd", "lines": lines, "points": POINTS})
+    assert quote.status_code == 200, quote.get_data(as_text=True)
+    body = quote.get_json()
+    assert (body["redeem"]["discount_amount"], body["total_amount"], body["earn"]["points"]) == (
+        POINTS, PAID, EARNED)
+
+    request = {"member_id": shopper.public_id, "order_id": "ord_journey", "currency": "usd", "amount": AMOUNT,
+               "points": POINTS}
+    created = client.post("/v1/redemptions", headers={**shop, "Idempotency-Key": "journey-1"}, json=request)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    redemption = created.get_json()
+    assert (redemption["status"], redemption["points"], redemption["discount_amount"]) == ("held", POINTS, POINTS)
+    replay = client.post("/v1/redemptions", headers={**shop, "Idempotency-Key": "journey-1"}, json=request)
+    assert (replay.status_code, replay.get_json()) == (201, redemption)
+
+    intent_id, charge_id = se.new_id("pi"), se.new_id("ch")
+    assert deliver(client, intent_succeeded(shopper, "ord_journey", amount=body["total_amount"],
+                                            intent_id=intent_id, redemption_id=redemption["id"])) == "applied"
+    assert client.get(f"/v1/redemptions/{redemption['id']}", headers=shop).get_json()["status"] == "captured"
+    assert balances(app, shopper) == Balances(available=START - POINTS, pending=EARNED,
+                                              lifetime_earned=START + EARNED)
+
+    half = PAID // 2
+    assert deliver(client, charge_refunded(intent_id, charge_id, refunded=half)) == "applied"
+    assert balances(app, shopper) == Balances(available=START - POINTS + 250, pending=EARNED - 47,
+                                              lifetime_earned=START + EARNED - 47)
+    assert deliver(client, charge_refunded(intent_id, charge_id, refunded=PAID, before=half,
+                                           created=T0 + timedelta(days=2))) == "applied"
+
+    summary = client.get(f"/v1/members/{shopper.public_id}", headers=bearer(make_api_key("members:read")))
+    assert summary.get_json()["points"] == {"available": START, "pending": 0, "held": 0, "lifetime_earned": START}
+    assert journal_kinds(app, shopper) == ["earn", "hold", "redeem", "earn", "clawback", "restore", "clawback",
+                                           "restore"]
+    no_breaches(app)
