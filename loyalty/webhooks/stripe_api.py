@@ -38,8 +38,8 @@ def session_lines(session_id: str) -> list[dict[str, Any]] | None:
         price = item.price
         product = price.product if price and isinstance(price.product, str) else None
         quantity = item.quantity or 1
+        unit_amount = -(-item.amount_subtotal // quantity)  # rounded up; the cents over go to the discount
         lines.append({"sku": product or (price.id if price else item.id), "quantity": quantity,
-                      "unit_amount": item.amount_subtotal // quantity,
-                      "discount_amount": item.amount_subtotal - item.amount_subtotal // quantity * quantity
-                      + (item.amount_discount or 0)})
+                      "unit_amount": unit_amount,
+                      "discount_amount": unit_amount * quantity - item.amount_subtotal + (item.amount_discount or 0)})
     return lines or None
