@@ -445,3 +445,36 @@ def test_refunds_are_recorded_with_the_order(shop, member_with, in_app):
         [refund] = db.session.scalars(select(Refund).where(Refund.order_id == order.id))
         assert (order.status, order.refunded_amount, order.points_clawed_back) == ("partially_refunded", 1000, 10)
         assert (refund.amount, refund.reason, refund.source) == (1000, "damaged", "api")
+
+
+# --- what combines with what ---------------------------------------------------------------------------
+
+def _gold_member(in_app, member_with) -> str:
+    with in_app():
+        tiers.create_tier({"code": "gold", "name": "Gold", "rank": 0, "threshold": 0, "basis": "points",
+                           "window_days": 365, "discount_percent": 5})
+        db.session.commit()
+    return member_with(1000)
+
+
+def test_a_coupon_replaces_the_tier_discount_unless_its_offer_combines_with_it(shop, member_with, coupon, in_app):
+    member = _gold_member(in_app, member_with)
+    alone = shop.post("/v1/checkout/quote", {"member_id": member, "currency": "usd", "lines": LINES,
+                                             "coupon_code": coupon()}).get_json()
+    assert alone["tier_discount"] is None and alone["total_amount"] == 4500
+    both = shop.post("/v1/checkout/quote", {"member_id": member, "currency": "usd", "lines": LINES,
+                                            "coupon_code": coupon(combines_with_tier_discount=True)}).get_json()
+    assert both["tier_discount"] == {"percent": 5, "amount": 225}  # 5% of the $45.00 the coupon leaves
+    assert both["total_amount"] == 4275
+
+
+def test_points_do_not_pay_beside_a_coupon_that_says_so(shop, member_with, coupon, row_counts):
+    member, code = member_with(1000), coupon(combines_with_points=False)
+    quote = shop.post("/v1/checkout/quote", {"member_id": member, "currency": "usd", "lines": LINES,
+                                             "coupon_code": code, "points": 100}).get_json()
+    assert quote["redeem"]["max_points"] == 0
+    assert quote["redeem"]["error"] == quote["redeem"]["reason"] == f"Coupon {code} does not combine with points."
+    before = row_counts()
+    body = assert_problem(shop.redeem(member, points=100, coupon_code=code), 422, "validation_error")
+    assert body["errors"] == {"points": [f"Coupon {code} does not combine with points."]}
+    assert row_counts() == before

@@ -117,9 +117,11 @@ class Program:
 @dataclass(frozen=True)
 class Pricing:
     amount: int  # before the loyalty discounts
-    coupon: offer_engine.Validation | None
+    coupon: offer_engine.Validation | None  # None: no code given
     tier_percent: int
     tier_discount: int
+    # Why points may not pay alongside the coupon, when its offer says they do not combine.
+    points_refusal: str | None = None
 
     @property
     def coupon_discount(self) -> int:
@@ -130,12 +132,18 @@ class Pricing:
         return max(0, self.amount - self.coupon_discount - self.tier_discount)
 
 
-def _pricing(program: Program, cart: offer_engine.Cart, amount: int, coupon: offer_engine.Validation | None
-             ) -> Pricing:
-    """The coupon applies to the lines first; the tier discount to what is left of them."""
+def _pricing(program: Program, cart: offer_engine.Cart, amount: int, code: str | None,
+             coupon: offer_engine.Validation | None) -> Pricing:
+    """The coupon applies to the lines first; the tier discount to what is left of them, unless the coupon's
+    offer does not combine with it (nor, if it says so, with points)."""
+    offer = offers.offer_for_code(code) if coupon and coupon.valid else None
     percent = program.tier.discount_percent if program.tier else 0
-    lines_left = _lines_net(cart) - (sum(coupon.line_discounts) if coupon and coupon.valid else 0)
-    return Pricing(amount, coupon, percent, floor(max(0, lines_left) * percent / 100))
+    if offer is not None and not offer.combines_with_tier_discount:
+        percent = 0
+    lines_left = _lines_net(cart) - (sum(coupon.line_discounts) if offer is not None else 0)
+    refusal = f"Coupon {offers.normalise_code(code)} does not combine with points." \
+        if offer is not None and not offer.combines_with_points else None
+    return Pricing(amount, coupon, percent, floor(max(0, lines_left) * percent / 100), refusal)
 
 
 # --- quote -------------------------------------------------------------------------------------------------
@@ -149,16 +157,17 @@ def quote(payload: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     code = payload.get("coupon_code")
     validation = offers.validate(code, member, cart, now) if code else None
     program = Program.for_member(member, now)
-    pricing = _pricing(program, cart, max(0, subtotal), validation)
+    pricing = _pricing(program, cart, max(0, subtotal), code, validation)
     available = Ledger(db.session).balances(member.id).available
-    redeem = program.redeem(pricing.payable_before_points, currency, available)
+    redeem = program.redeem(pricing.payable_before_points, currency, 0 if pricing.points_refusal else available)
     answer_redeem: dict[str, Any] = {"max_points": redeem.max_points, "value_per_point": redeem.value_per_point,
                                      "max_discount_amount": redeem.max_discount_amount,
                                      "min_points": redeem.min_points, "step": redeem.step,
-                                     "available_points": available, "reason": redeem.reason}
+                                     "available_points": available,
+                                     "reason": pricing.points_refusal or redeem.reason}
     points, points_discount = payload.get("points") or 0, 0
     if points:
-        refusal = program.points_refusal(points, pricing.payable_before_points, currency)
+        refusal = pricing.points_refusal or program.points_refusal(points, pricing.payable_before_points, currency)
         if refusal is None and points > available:
             refusal = f"The member has {available} points available."
         points_discount = 0 if refusal else program.points_value(points, currency)
@@ -227,8 +236,9 @@ def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timed
         redemption.coupon_discount_amount = validation.discount_amount
     if points:
         program = Program.for_member(member, now)
-        payable = _pricing(program, cart, payload["amount"], validation).payable_before_points
-        refusal = program.points_refusal(points, payable, payload["currency"])
+        pricing = _pricing(program, cart, payload["amount"], code, validation)
+        refusal = pricing.points_refusal or program.points_refusal(points, pricing.payable_before_points,
+                                                                    payload["currency"])
         if refusal:
             raise ValidationProblem(refusal, errors={"points": [refusal]})
         redemption.points = points

@@ -165,6 +165,11 @@ def find_code(code: str) -> OfferCode | None:
     return db.session.scalar(select(OfferCode).where(OfferCode.code == normalise_code(code)))
 
 
+def offer_for_code(code: str) -> Offer | None:
+    entry = find_code(code)
+    return db.session.get(Offer, entry.offer_id) if entry else None
+
+
 def uses(offer: Offer, member: Member | None, now: datetime) -> tuple[int, int]:
     """Uses that count toward the limits: consumed, and reserved ones that have not expired."""
     counting = or_(CouponUse.status == "consumed",
