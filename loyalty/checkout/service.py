@@ -271,10 +271,10 @@ def capture(public_id: str, *, now: datetime) -> Redemption:
 
 
 def _capture(redemption: Redemption, *, now: datetime, paid_at: datetime) -> None:
+    if redemption.coupon_code:  # the offer's row before the member's: the order every checkout locks in
+        offers.consume(redemption.coupon_reference, now=now)
     if (hold := _hold(redemption)) is not None:
         Ledger(db.session).capture(hold, now=now, paid_at=paid_at)
-    if redemption.coupon_code:
-        offers.consume(redemption.coupon_reference, now=now)
     redemption.status, redemption.resolved_at = "captured", now
 
 
@@ -289,10 +289,10 @@ def cancel(public_id: str, *, now: datetime, reason: str = "canceled") -> Redemp
 
 
 def _release(redemption: Redemption, *, now: datetime, reason: str) -> None:
-    if (hold := _hold(redemption)) is not None:
-        Ledger(db.session).release(hold, now=now, reason=reason)
     if redemption.coupon_code:
         offers.release(redemption.coupon_reference, now=now)
+    if (hold := _hold(redemption)) is not None:
+        Ledger(db.session).release(hold, now=now, reason=reason)
     redemption.status, redemption.release_reason, redemption.resolved_at = "released", reason, now
 
 
@@ -338,6 +338,8 @@ def pay(redemption: Redemption, *, paid_at: datetime, now: datetime) -> Redempti
 
 def _take_again(redemption: Redemption, *, now: datetime) -> None:
     ledger = Ledger(db.session)
+    if redemption.coupon_code:  # the discount was given, so the use counts, whatever the limits say now
+        offers.consume(redemption.coupon_reference, now=now, even_if_released=True)
     if redemption.points:
         try:
             with db.session.begin_nested():
@@ -351,8 +353,6 @@ def _take_again(redemption: Redemption, *, now: datetime) -> None:
                                   f"again: {refusal.detail}")[:300]
             return
         redemption.hold_id = hold.id
-    if redemption.coupon_code:
-        offers.consume(redemption.coupon_reference, now=now, even_if_released=True)
     redemption.status, redemption.release_reason, redemption.resolved_at = "captured", None, now
 
 
