@@ -34,6 +34,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     limiter.init_app(app)
     _init_api(app)
     errors.init_app(app)
+    app.before_request(_refuse_nul_in_paths)
     app.before_request(_require_json_bodies)
 
     from loyalty.cli import cli
@@ -124,6 +125,12 @@ def _init_api(app: Flask) -> None:
     @app.get("/docs/assets/<path:filename>")
     def swagger_ui_assets(filename: str):
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+
+def _refuse_nul_in_paths():
+    """No id holds a NUL character, and PostgreSQL text cannot even be compared with one."""
+    if "\x00" in request.path:
+        raise errors.NotFound("Nothing has this id.")
 
 
 def _require_json_bodies():

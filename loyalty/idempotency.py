@@ -27,4 +27,6 @@ def request_key() -> str | None:
     key = request.headers.get(HEADER, "").strip()
     if len(key) > MAX_KEY_LENGTH:
         raise ValidationProblem(errors={HEADER: [f"At most {MAX_KEY_LENGTH} characters."]})
+    if not key.isprintable():
+        raise ValidationProblem(errors={HEADER: ["Printable characters only."]})
     return key or None

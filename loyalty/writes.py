@@ -110,8 +110,8 @@ def _claim(key: str) -> StoredResponse:
         stored = db.session.get(StoredResponse, claimed) if claimed else _stored(caller, key)
         if claimed or stored.expires_at > moment:
             break
-        db.session.delete(stored)  # past retention: the key is free again
-        db.session.flush()
+        # Past retention: the key is free again. Core, not the ORM: racing requests may both delete it.
+        db.session.execute(delete(StoredResponse).where(StoredResponse.id == stored.id))
     if stored.request_hash != request_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with another request.")
     return stored

@@ -2,26 +2,35 @@
 
 Every JSON-write endpoint gets the same battery: malformed JSON, the wrong content type,
 a body that is not an object, missing, wrong-typed, unknown and oversized fields, and a body
-over the 1 MiB limit. List queries and unknown routes are covered at the end.
+over the 1 MiB limit. Endpoints addressing a resource by id get unknown and odd ids; the Stripe
+webhook gets unsigned, forged and malformed deliveries. List queries and unknown routes are
+covered at the end.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
 
+from loyalty.checkout import service as checkout
+from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.offers import service as offers
+from tests import stripe_events
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
 ONE_MIB = 1024 * 1024
 LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
 RULES = {"earn": {"rates": {"usd": "1"}}}
+COUPON = "TENOFF"  # the public code of the offer the `post` fixture makes
+IDEMPOTENCY_KEY = {"Idempotency-Key": "bad-input-1"}  # errors are not stored, so one key serves every case
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class Endpoint:
     oversized: str  # a string field
     extra: dict = field(default_factory=dict)  # valid optional fields besides the required ones
     success: int = 201
+    headers: dict = field(default_factory=dict)  # sent with every request, e.g. a required Idempotency-Key
 
     def valid_body(self) -> dict:
         values = {
@@ -59,6 +69,8 @@ class Endpoint:
             "window_days": 365,
             "offer_id": "{offer}",  # an offer the `post` fixture made
             "points_cost": 100,
+            "amount": 1000,  # the paid order's total, so also a refund of all of it
+            "refund_id": "re_bad_input",
         }
         return {**{name: values[name] for name in self.required}, **self.extra}
 
@@ -81,6 +93,12 @@ ENDPOINTS = [
              ("rank", "first"), "name"),
     Endpoint("/v1/admin/rules/simulate", "admin", ("order",), ("order", "x"), "member_id", {"rules": RULES},
              success=200),
+    Endpoint("/v1/checkout/quote", "checkout", ("member_id", "currency", "lines"), ("lines", "x"), "coupon_code",
+             {"coupon_code": COUPON}, success=200),
+    Endpoint("/v1/redemptions", "checkout", ("member_id", "order_id", "currency", "amount"), ("amount", "ten"),
+             "order_id", {"coupon_code": COUPON}, headers=IDEMPOTENCY_KEY),
+    Endpoint("/v1/orders/{order}/refunds", "checkout", ("refund_id", "amount"), ("amount", "ten"), "refund_id",
+             {"reason": "Damaged"}),
 ]
 BY_PATH = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.path for e in ENDPOINTS])
 MISSING = [
@@ -90,23 +108,49 @@ MISSING = [
 
 
 @pytest.fixture
-def post(app: Flask, make_api_key, make_member, endpoint: Endpoint) -> Callable[..., object]:
-    """POST to the test's endpoint as a caller it accepts; its API key (and the member a path names)
+def targets(app: Flask, make_member) -> Callable[[str], dict[str, str]]:
+    """What the placeholders in `text` stand for, made for the test: "{member}" a member, "{offer}" an offer
+    with the public code COUPON, "{redemption}" a held coupon-only redemption and "{order}" a paid order."""
+
+    def made_for(text: str) -> dict[str, str]:
+        made = {"{member}": make_member()["id"]}
+        with app.app_context():
+            offer = offers.create_offer({"name": "Ten", "kind": "percent_off", "percent": 10, "code": COUPON})
+            made["{offer}"] = offer.public_id
+            if "{redemption}" in text:
+                made["{redemption}"] = checkout.create_redemption(
+                    {"member_id": made["{member}"], "order_id": unique_email("held-order"), "currency": "usd",
+                     "amount": 1000, "coupon_code": COUPON}, now=now(), hold_for=timedelta(minutes=30)).public_id
+            if "{order}" in text:
+                made["{order}"] = checkout.record_paid_order(
+                    {"order_id": unique_email("paid-order"), "member_id": made["{member}"], "currency": "usd",
+                     "lines": LINES, "total_amount": 1000}, now=now()).order.order_id
+            db.session.commit()
+        return made
+
+    return made_for
+
+
+def _fill(text: str, made: dict[str, str]) -> str:
+    for placeholder, value in made.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+@pytest.fixture
+def post(app: Flask, make_api_key, targets, endpoint: Endpoint) -> Callable[..., object]:
+    """POST to the test's endpoint as a caller it accepts; its API key (and what the path and body name)
     exist before the test begins."""
-    headers = bearer(make_api_key(endpoint.scope)) if endpoint.scope else {}
-    member_id = make_member()["id"]
-    with app.app_context():
-        offer_id = offers.create_offer({"name": "Ten", "kind": "percent_off", "percent": 10}).public_id
-        db.session.commit()
-    path = endpoint.path.replace("{member}", member_id)
+    headers = {**(bearer(make_api_key(endpoint.scope)) if endpoint.scope else {}), **endpoint.headers}
+    made = targets(endpoint.path)
+    path = _fill(endpoint.path, made)
     client = app.test_client()
 
     def send(**kwargs):
         body = kwargs.get("json")
-        if isinstance(body, dict) and body.get("member_id") == "{member}":
-            kwargs["json"] = body = {**body, "member_id": member_id}
-        if isinstance(body, dict) and body.get("offer_id") == "{offer}":
-            kwargs["json"] = {**body, "offer_id": offer_id}
+        if isinstance(body, dict):
+            kwargs["json"] = {name: _fill(value, made) if isinstance(value, str) else value
+                              for name, value in body.items()}
         return client.post(path, headers=headers, **kwargs)
 
     return send
@@ -214,6 +258,204 @@ def test_a_body_over_one_mib_is_413_payload_too_large(endpoint, post, row_counts
     response = post(json=body)
 
     assert_problem(response, 413, "payload_too_large")
+    assert row_counts() == before
+
+
+# --- Who the body names --------------------------------------------------------------------------
+
+NAMING_A_MEMBER = [endpoint for endpoint in ENDPOINTS if "member_id" in endpoint.required]
+
+
+@pytest.mark.parametrize("endpoint", NAMING_A_MEMBER, ids=[e.path for e in NAMING_A_MEMBER])
+@pytest.mark.parametrize("member_id", ["mem_doesnotexist", "mem_\u0000"], ids=["unknown", "with a NUL"])
+def test_a_member_id_no_member_has_is_422_naming_it(endpoint, member_id, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), "member_id": member_id})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {"member_id"}
+    assert row_counts() == before
+
+
+# --- Resources addressed by id -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Addressed:
+    method: str
+    path: str  # with one placeholder for the id
+    placeholder: str
+    body: dict | None = None
+    success: int = 200
+
+
+ADDRESSED = [
+    Addressed("GET", "/v1/redemptions/{redemption}", "{redemption}"),
+    Addressed("POST", "/v1/redemptions/{redemption}/capture", "{redemption}"),
+    Addressed("POST", "/v1/redemptions/{redemption}/cancel", "{redemption}"),
+    Addressed("POST", "/v1/orders/{order}/refunds", "{order}", {"refund_id": "re_1", "amount": 100}, success=201),
+]
+BY_ADDRESS = pytest.mark.parametrize("addressed", ADDRESSED, ids=[f"{a.method} {a.path}" for a in ADDRESSED])
+
+
+@pytest.fixture
+def send_to(app: Flask, make_api_key, targets, addressed: Addressed) -> Callable[[str | None], object]:
+    """Call the test's endpoint with scope checkout, for the id given (None: the one the fixture made)."""
+    headers = bearer(make_api_key("checkout"))
+    made = targets(addressed.path)
+    client = app.test_client()
+
+    def send(target: str | None):
+        path = addressed.path.replace(addressed.placeholder, made[addressed.placeholder] if target is None else target)
+        return client.open(path, method=addressed.method, json=addressed.body, headers=headers)
+
+    return send
+
+
+@BY_ADDRESS
+def test_the_resource_the_fixture_made_answers(addressed, send_to):
+    response = send_to(None)
+
+    assert response.status_code == addressed.success, response.get_data(as_text=True)
+
+
+@BY_ADDRESS
+@pytest.mark.parametrize("target", [
+    pytest.param("red_doesnotexist", id="unknown"),
+    pytest.param("x" * 10_000, id="10000 characters"),
+    pytest.param("%27%20OR%201%3D1%20--", id="SQL"),
+    pytest.param("%F0%9F%92%A9", id="emoji"),
+    pytest.param("%FF", id="not UTF-8"),
+    pytest.param("red_%00", id="with a NUL"),
+])
+def test_an_id_no_resource_has_is_404_not_found(addressed, target, send_to, row_counts):
+    before = row_counts()
+    response = send_to(target)
+
+    assert_problem(response, 404, "not_found")
+    assert row_counts() == before
+
+
+# --- The Stripe webhook: only deliveries that verify are read ------------------------------------
+
+WEBHOOK_SECRET = "whsec_bad_input"
+WEBHOOK = "/v1/webhooks/stripe"
+
+
+@pytest.fixture
+def webhook(app: Flask, monkeypatch) -> Callable[..., object]:
+    """POST a raw body to the Stripe webhook, configured with WEBHOOK_SECRET, with this Stripe-Signature."""
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    client = app.test_client()
+
+    def deliver(payload: str | bytes, signature: str | None):
+        headers = {"Stripe-Signature": signature} if signature is not None else {}
+        return client.post(WEBHOOK, data=payload, content_type="application/json", headers=headers)
+
+    return deliver
+
+
+def _event_payload() -> str:
+    session = stripe_events.checkout_session(amount_subtotal=1000, amount_total=1000, metadata={},
+                                             payment_intent=stripe_events.new_id("pi"))
+    return stripe_events.body(stripe_events.event("checkout.session.completed", session))
+
+
+def _signed(payload: str | bytes) -> str:
+    return stripe_events.sign(payload, WEBHOOK_SECRET)
+
+
+def test_a_delivery_signed_with_the_secret_is_received(webhook, row_counts):
+    before = row_counts()
+    payload = _event_payload()
+
+    response = webhook(payload, _signed(payload))
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["received"] is True
+    assert row_counts()["stripe_events"] == before["stripe_events"] + 1
+
+
+def _unsigned(payload: str | bytes) -> Callable[[str], tuple[str | bytes, None]]:
+    return lambda _: (payload, None)
+
+
+NOW = int(time.time())
+NOT_STRIPES = "v1=" + "0" * 64
+# Each case turns a real event's payload into the delivery sent: (body, Stripe-Signature or None).
+UNVERIFIED = [
+    pytest.param(lambda p: (p, None), id="no Stripe-Signature"),
+    pytest.param(lambda p: (p, ""), id="an empty Stripe-Signature"),
+    pytest.param(lambda p: (p, stripe_events.sign(p, "whsec_someone_else")), id="signed with another secret"),
+    pytest.param(lambda p: (p, stripe_events.sign(p, WEBHOOK_SECRET, timestamp=NOW - 600)),
+                 id="signed ten minutes ago"),
+    pytest.param(lambda p: (p.replace('"usd"', '"eur"'), _signed(p)), id="body changed after signing"),
+    pytest.param(lambda p: (p, "not a signature"), id="a header not in Stripe's format"),
+    pytest.param(lambda p: (p, NOT_STRIPES), id="a header without a timestamp"),
+    pytest.param(lambda p: (p, f"t=yesterday,{NOT_STRIPES}"), id="a timestamp that is not a number"),
+    pytest.param(lambda p: (p, f"t={NOW},v1=\u00e9"), id="a signature that is not ASCII"),
+    pytest.param(_unsigned('{"id": "evt_1", "type":'), id="malformed JSON"),
+    pytest.param(_unsigned(""), id="an empty body"),
+    pytest.param(_unsigned(b"\xff\xfe{}"), id="a body that is not UTF-8"),
+    pytest.param(_unsigned("[" * 100_000), id="JSON nested 100000 deep"),
+]
+
+
+@pytest.mark.parametrize("delivery_of", UNVERIFIED)
+def test_a_delivery_that_does_not_verify_is_400_signature_invalid(delivery_of, webhook, row_counts):
+    before = row_counts()
+    payload, signature = delivery_of(_event_payload())
+
+    response = webhook(payload, signature)
+
+    assert_problem(response, 400, "signature_invalid")
+    assert row_counts() == before
+
+
+NOT_AN_EVENT = [
+    pytest.param('{"id": "evt_1", "type":', id="malformed JSON"),
+    pytest.param("[]", id="an array"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600}', id="no data"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": "yesterday", "data": {"object": {}}}',
+                 id="created not a number"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 100000000000000000000, '
+                 '"data": {"object": {}}}', id="created out of range"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": Infinity, "data": {"object": {}}}',
+                 id="created infinite"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600, "data": {"object": []}}',
+                 id="an object that is a list"),
+    pytest.param("[" * 100_000 + "]" * 100_000, id="JSON nested 100000 deep"),
+]
+
+
+@pytest.mark.parametrize("payload", NOT_AN_EVENT)
+def test_a_signed_delivery_that_is_not_an_event_is_400_invalid_payload(payload, webhook, row_counts):
+    before = row_counts()
+
+    response = webhook(payload, _signed(payload))
+
+    assert_problem(response, 400, "invalid_payload")
+    assert row_counts() == before
+
+
+def test_a_delivery_over_one_mib_is_413_payload_too_large(webhook, row_counts):
+    before = row_counts()
+    payload = json.dumps({"id": "evt_1", "padding": "x" * ONE_MIB})
+
+    response = webhook(payload, _signed(payload))
+
+    assert_problem(response, 413, "payload_too_large")
+    assert row_counts() == before
+
+
+def test_without_a_configured_secret_every_delivery_is_503_webhook_not_configured(webhook, app, monkeypatch,
+                                                                                 row_counts):
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", "")
+    before = row_counts()
+    payload = _event_payload()
+
+    response = webhook(payload, _signed(payload))
+
+    assert_problem(response, 503, "webhook_not_configured")
     assert row_counts() == before
 
 

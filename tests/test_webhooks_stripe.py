@@ -325,6 +325,45 @@ def test_the_payment_intent_of_a_recorded_checkout_session_does_not_earn_again(c
     assert order_of(app, "ord_cs")["points_earned"] == 50
 
 
+def _session_naming_the_order(shopper: Shopper, intent_id: str) -> dict[str, Any]:
+    return se.event("checkout.session.completed", se.checkout_session(
+        amount_subtotal=5000, amount_total=5000, metadata=metadata(shopper, "ord_cs"), payment_intent=intent_id))
+
+
+def _intent_naming_only_the_member(shopper: Shopper, intent_id: str) -> dict[str, Any]:
+    return se.event("payment_intent.succeeded", se.payment_intent(
+        amount=5000, intent_id=intent_id, metadata={"loyalty_member_id": shopper.public_id}))
+
+
+@pytest.mark.parametrize("session_first", [True, False], ids=["session_first", "intent_first"])
+def test_a_purchase_whose_intent_names_no_order_is_recorded_once_whichever_event_comes_first(
+        session_first, client, app, member, row_counts):
+    shopper = member(points=0)
+    intent_id = se.new_id("pi")
+    events = [_session_naming_the_order(shopper, intent_id), _intent_naming_only_the_member(shopper, intent_id)]
+    first, second = events if session_first else events[::-1]
+    assert deliver(client, first) == "applied"
+    before = row_counts()
+    assert deliver(client, second) == "applied"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+
+
+def test_a_redemption_named_only_on_the_intent_is_captured_and_given_back_by_a_refund(client, app, member):
+    shopper = member()
+    redemption_id = hold(app, shopper, "ord_cs")
+    intent_id = se.new_id("pi")
+    deliver(client, se.event("checkout.session.completed", se.checkout_session(
+        amount_subtotal=AMOUNT, amount_total=PAID, metadata=metadata(shopper, "ord_cs"), payment_intent=intent_id)))
+    assert deliver(client, intent_succeeded(shopper, "ord_cs", intent_id=intent_id,
+                                            redemption_id=redemption_id)) == "applied"
+    assert redemption_of(app, redemption_id)["status"] == "captured"
+    assert order_of(app, "ord_cs")["redemption_id"] is True
+    assert deliver(client, charge_refunded(intent_id, se.new_id("ch"), refunded=PAID)) == "applied"
+    assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
+    assert redeemed(app, shopper) == 0
+
+
 # --- 3. a PaymentIntent paid -------------------------------------------------------------------------------
 
 def test_a_succeeded_payment_intent_earns_pending_points_on_the_amount_received(client, app, member):
@@ -523,6 +562,20 @@ def test_a_dispute_lost_claws_the_points_back(client, app, disputed, now):
     order = order_of(app, "ord_d")
     assert (order["dispute_status"], order["status"], order["refunded_amount"]) == ("lost", "refunded", 5000)
     assert refunds_of(app, "ord_d") == [("dispute", 5000, 50, 0)]
+
+
+def test_a_dispute_opening_that_arrives_after_its_closing_freezes_nothing(client, app, member, now):
+    shopper = member(points=0)
+    intent_id, charge_id = se.new_id("pi"), se.new_id("ch")
+    deliver(client, intent_succeeded(shopper, "ord_d", amount=5000, intent_id=intent_id))
+    assert deliver(client, dispute_event("charge.dispute.closed", intent_id, charge_id, "du_1", status="won",
+                                         amount=5000, created=T0 + timedelta(days=10))) == "applied"
+    deliver(client, dispute_event("charge.dispute.created", intent_id, charge_id, "du_1", status="needs_response",
+                                  amount=5000, created=T0 + timedelta(days=1)))
+    now.travel(PENDING_UNTIL + timedelta(days=1))
+    settle(app, shopper)
+    assert balances(app, shopper) == Balances(available=50, lifetime_earned=50)
+    assert order_of(app, "ord_d")["dispute_status"] == "won"
 
 
 # --- 9. what the program does not act on -------------------------------------------------------------------

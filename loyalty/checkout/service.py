@@ -393,8 +393,10 @@ def record_paid_order(payload: dict[str, Any], *, now: datetime, payment_intent_
     try:
         with db.session.begin_nested():
             db.session.add(order)
-    except IntegrityError:  # the same order arrived twice at once: the first one decides
-        return _replay(find_order(payload["order_id"]), request_hash)
+    except IntegrityError:  # the same order (or payment) arrived twice at once: the first one decides
+        if (existing := find_order(payload["order_id"])) is None:
+            raise Conflict("This payment was already recorded as another order.", code="order_conflict") from None
+        return _replay(existing, request_hash)
     if redemption is not None:
         pay(redemption, paid_at=paid_at, now=now)
     return OrderResult(order, *_earn_for(order, member, now))

@@ -10,7 +10,6 @@ from flask_login import current_user, login_user
 from loyalty.auth.access import require
 from loyalty.auth.models import StaffUser
 from loyalty.extensions import Blueprint, db, limiter
-from loyalty.idempotency import request_key
 from loyalty.members import service
 from loyalty.members.schemas import (
     AdjustmentSchema,
@@ -111,7 +110,7 @@ def record_event(payload: dict, member_id: str):
     """Tell the program something the member did (`review`, `custom:newsletter`, ...): awards the
     event's points by the rules in force. Send `Idempotency-Key` so a retry pays once."""
     result, txn = service.record_event(service.get_member(member_id), payload["type"],
-                                       occurred_at=payload.get("occurred_at"), idempotency_key=request_key())
+                                       occurred_at=payload.get("occurred_at"))
     return {"type": payload["type"], "points": result.points if txn else 0,
             "transaction_id": txn.public_id if txn else None,
             "breakdown": [{"rule": i.rule, "points": i.points, "detail": i.detail} for i in result.breakdown]}
@@ -171,6 +170,5 @@ def reinstate(member_id: str):
 
 
 def _reference(action: str) -> str:
-    """The ledger reference for this request: the client's Idempotency-Key, or a fresh one."""
-    key = request_key()
-    return f"{action}:key:{key}" if key else f"{action}:req_{secrets.token_hex(12)}"
+    """A fresh ledger reference: a retry never reaches the ledger, `@write` replays its first answer."""
+    return f"{action}:req_{secrets.token_hex(12)}"

@@ -175,15 +175,14 @@ def adjust_points(member: Member, points: int, reason: str, *, reference: str, s
 EVENT_TYPES = ("signup", "birthday", "review")
 
 
-def record_event(member: Member, event: str, *, occurred_at: datetime | None, idempotency_key: str | None):
-    """Award an event's points by the rules (an event that is not eligible awards 0, and says why)."""
+def record_event(member: Member, event: str, *, occurred_at: datetime | None):
+    """Award an event's points by the rules (an event that is not eligible awards 0, and says why).
+    Retries are the Idempotency-Key's business (`loyalty.writes`), so each call is its own movement."""
     moment = now()
     at = occurred_at or moment
     if at > moment:
         raise ValidationProblem(errors={"occurred_at": ["Cannot be in the future."]})
-    if idempotency_key:
-        reference = f"event:{member.public_id}:{event}:key:{idempotency_key}"
-    elif event in ("signup", "birthday"):  # once-only events have a natural key
+    if event in ("signup", "birthday"):  # once-only events have a natural key
         reference = f"{event}:{member.public_id}" + (f":{at.year}" if event == "birthday" else "")
     else:
         reference = f"event:{member.public_id}:{event}:{secrets.token_hex(12)}"

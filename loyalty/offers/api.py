@@ -11,7 +11,6 @@ from loyalty.auth.access import require
 from loyalty.clock import now
 from loyalty.errors import ValidationProblem
 from loyalty.extensions import Blueprint, db
-from loyalty.idempotency import request_key
 from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
 from loyalty.offers import rewards, service
@@ -161,7 +160,7 @@ def catalog(args: dict):
 def claim(reward_id: str):
     """Spend points for a reward: the coupon is issued in the same transaction. Send `Idempotency-Key`
     so a retry claims once."""
-    reference = f"{current_user.public_id}:{request_key() or secrets.token_hex(12)}"
+    reference = f"{current_user.public_id}:{secrets.token_hex(12)}"  # retries: `@write` replays the first
     claimed, code = rewards.claim(reward_id, current_user, reference=reference, now=now())
     return {"reward_id": reward_id, "code": code.code, "expires_at": code.expires_at,
             "points_spent": rewards.get_reward(reward_id).points_cost,

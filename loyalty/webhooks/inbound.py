@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Redemption
-from loyalty.errors import Problem, RedemptionNotHeld
+from loyalty.errors import Conflict, Problem, RedemptionNotHeld
 from loyalty.extensions import db
 from loyalty.webhooks import stripe_api
 from loyalty.webhooks.models import StripeEvent
@@ -51,19 +51,21 @@ def receive(payload: bytes, signature: str | None, *, now: datetime) -> tuple[st
     secret = current_app.config["STRIPE_WEBHOOK_SECRET"]
     if not secret:
         raise NotConfigured("LOYALTY_STRIPE_WEBHOOK_SECRET is not set, so no event can be verified.")
+    tolerance = current_app.config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"]
+    try:  # the check construct_event makes first, alone: so a forgery is never mistaken for a bad event
+        stripe.WebhookSignature.verify_header(payload.decode(), signature or "", secret, tolerance=tolerance)
+    except Exception:  # a forged header or body can fail in many ways: every one of them is unverified
+        raise SignatureInvalid("The Stripe-Signature header does not verify against this endpoint's secret.") \
+            from None
     try:
-        stripe.Webhook.construct_event(payload, signature or "", secret,
-                                       tolerance=current_app.config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"])
+        stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
         event = json.loads(payload)
         obj = event["data"]["object"]
         row = StripeEvent(event_id=str(event["id"])[:255], type=str(event["type"])[:100],
                           object_id=str(obj.get("id"))[:255] if obj.get("id") else None,
                           livemode=bool(event.get("livemode")), stripe_created=_time(event["created"]),
                           status="waiting", payload=event, received_at=now)
-    except stripe.SignatureVerificationError:
-        raise SignatureInvalid("The Stripe-Signature header does not verify against this endpoint's secret.") \
-            from None
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         raise SignatureInvalid("The body is not a Stripe event.", code="invalid_payload") from None
     try:
         with db.session.begin_nested():
@@ -138,21 +140,35 @@ def _paid(obj: dict[str, Any], row: StripeEvent, now: datetime, *, currency: str
     if not member_id:
         return Outcome("ignored", "No loyalty_member_id in the metadata: not a member's purchase.")
     order_id = metadata.get("order_id") or (redemption.order_id if redemption else obj["id"])
-    order = checkout.find_order(order_id)
-    if order is not None:
-        if order.payment_intent_id is None and payment_intent:
-            order.payment_intent_id = payment_intent
-        if redemption is not None and order.redemption_id is None:
-            checkout.pay(redemption, paid_at=min(row.stripe_created, now), now=now)
-        _apply_waiting(payment_intent, now)
-        return Outcome("applied", f"Order {order_id} was already recorded.")
-    result = checkout.record_paid_order({
-        "order_id": order_id, "member_id": member_id, "channel": "web", "currency": currency, "lines": lines,
-        "total_amount": total, "shipping_amount": shipping, "discount_amount": discount,
-        "paid_at": min(row.stripe_created, now), "redemption_id": redemption.public_id if redemption else None,
-    }, now=now, payment_intent_id=payment_intent)
+    paid_at = min(row.stripe_created, now)
+    # The other event of the purchase may have named no order_id: its PaymentIntent finds the order then.
+    if (order := checkout.find_order(order_id) or _order_paid_by(payment_intent, {})) is not None:
+        return _already_recorded(order, redemption, payment_intent, paid_at, now)
+    try:
+        result = checkout.record_paid_order({
+            "order_id": order_id, "member_id": member_id, "channel": "web", "currency": currency, "lines": lines,
+            "total_amount": total, "shipping_amount": shipping, "discount_amount": discount, "paid_at": paid_at,
+            "redemption_id": redemption.public_id if redemption else None,
+        }, now=now, payment_intent_id=payment_intent)
+    except Conflict as conflict:  # the purchase's other event recorded it at the same moment
+        order = checkout.find_order(order_id) or _order_paid_by(payment_intent, {})
+        if conflict.code != "order_conflict" or order is None:
+            raise
+        return _already_recorded(order, redemption, payment_intent, paid_at, now)
     _apply_waiting(payment_intent, now)
     return Outcome("applied", f"Order {order_id} earned {result.order.points_earned} points.")
+
+
+def _already_recorded(order: Order, redemption: Redemption | None, payment_intent: str | None, paid_at: datetime,
+                      now: datetime) -> Outcome:
+    """Link what this event adds to the order: its PaymentIntent, and a redemption named only here."""
+    if order.payment_intent_id is None and payment_intent:
+        order.payment_intent_id = payment_intent
+    if redemption is not None and order.redemption_id is None:
+        checkout.pay(redemption, paid_at=paid_at, now=now)
+        order.redemption_id = redemption.id  # so a refund restores the points it redeemed
+    _apply_waiting(payment_intent, now)
+    return Outcome("applied", f"Order {order.order_id} was already recorded.")
 
 
 def _redemption(metadata: dict[str, Any]) -> Redemption | None:
@@ -216,7 +232,10 @@ def _dispute_created(dispute: dict[str, Any], row: StripeEvent, now: datetime) -
     order = _order_paid_by(dispute.get("payment_intent"), dispute.get("metadata") or {})
     if order is None:
         return _not_yet(dispute.get("payment_intent"), "A dispute")
-    checkout.open_dispute(checkout.get_order(order.order_id, lock=True))
+    order = checkout.get_order(order.order_id, lock=True)
+    if order.dispute_status in ("won", "lost"):  # a charge has one dispute: its closing came first
+        return Outcome("applied", f"Order {order.order_id}'s dispute was already closed ({order.dispute_status}).")
+    checkout.open_dispute(order)
     return Outcome("applied", f"Order {order.order_id} disputed: its pending points are frozen.")
 
 
