@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -31,6 +30,7 @@ import flask_migrate
 from sqlalchemy import text
 
 from bench.ledger_bench import scratch_database, seed
+from bench.processes import run_clients
 from loyalty import create_app
 from loyalty.auth import service as auth
 from loyalty.clock import now
@@ -110,15 +110,7 @@ def _webhook_loop(port: int, api_key: str, members: int, seconds: float, n: int,
 
 
 def _drive(target, port: int, api_key: str, members: int, seconds: float, clients: int) -> list[dict]:
-    results = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=target, args=(port, api_key, members, seconds, n, results))
-                 for n in range(clients)]
-    for process in processes:
-        process.start()
-    outcomes = [results.get() for _ in processes]
-    for process in processes:
-        process.join()
-    return outcomes
+    return run_clients(target, (port, api_key, members, seconds), clients)
 
 
 def _gunicorn(url: str, port: int, workers: int) -> subprocess.Popen:

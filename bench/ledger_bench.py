@@ -11,7 +11,6 @@ a lot and a lot movement each), then measures. Prints figures; asserts nothing a
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import random
 import statistics
@@ -23,6 +22,7 @@ from psycopg.types.numeric import Int8
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.processes import run_clients
 from loyalty import create_app
 from loyalty.clock import now
 from loyalty.extensions import db
@@ -110,14 +110,7 @@ def _hold_client(url: str, member_ids: list[int], seconds: float, n: int, result
 
 def holds_per_second(url: str, member_ids: list[int], clients: int, seconds: float) -> tuple[float, float, int]:
     """`clients` processes (as gunicorn workers would be, so the GIL is not what is measured)."""
-    results = multiprocessing.Queue()
-    processes = [multiprocessing.Process(target=_hold_client, args=(url, member_ids, seconds, n, results))
-                 for n in range(clients)]
-    for process in processes:
-        process.start()
-    outcomes = [results.get() for _ in processes]
-    for process in processes:
-        process.join()
+    outcomes = run_clients(_hold_client, (url, member_ids, seconds), clients)
     latencies = sorted(latency for done, _ in outcomes for latency in done)
     p99 = latencies[int(len(latencies) * 0.99)] if latencies else float("nan")
     return len(latencies) / seconds, p99 * 1000, sum(errors for _, errors in outcomes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from itertools import count
 
 import flask_migrate
@@ -18,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from config import normalise_database_url
 from loyalty import create_app
 from loyalty.auth import service as auth
+from loyalty.clock import set_source
 from loyalty.extensions import db, limiter
 from loyalty.members import service as members
 
@@ -148,6 +150,35 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask):
     return app.test_cli_runner()
+
+
+class StoppedClock:
+    """The app's clock, standing still until the test moves it."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def travel(self, by: timedelta) -> None:
+        self.at += by
+
+    def set(self, at: datetime) -> None:
+        self.at = at
+
+
+@pytest.fixture
+def stop_clock() -> Iterator[Callable[[datetime], StoppedClock]]:
+    """`stop_clock(at)` stops the app's clock at `at`; the real clock comes back after the test."""
+
+    def stop(at: datetime) -> StoppedClock:
+        stopped = StoppedClock(at)
+        set_source(stopped)
+        return stopped
+
+    yield stop
+    set_source(None)
 
 
 def unique_email(prefix: str = "member") -> str:

@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from loyalty import clock
 from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Refund
 from loyalty.clock import now
@@ -79,17 +78,9 @@ def balances(in_app):
 
 
 @pytest.fixture
-def travel():
-    """Move the clock forward by a timedelta; the real clock comes back after the test."""
-    offset = timedelta()
-
-    def move(by: timedelta) -> None:
-        nonlocal offset
-        offset += by
-        clock.set_source(lambda: datetime.now(UTC) + offset)
-
-    yield move
-    clock.set_source(None)
+def travel(stop_clock):
+    """Move the clock forward by a timedelta."""
+    return stop_clock(datetime.now(UTC)).travel
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +23,7 @@ from loyalty import writes
 from loyalty.auth import service as auth
 from loyalty.auth.access import require
 from loyalty.checkout.models import Order
-from loyalty.clock import now, set_source
+from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Ledger
@@ -32,7 +32,7 @@ from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.rules import service as rules
 from loyalty.writes import REPLAYED_HEADER, StoredResponse, purge_expired, write
-from tests.conftest import assert_problem, bearer, unique_email
+from tests.conftest import StoppedClock, assert_problem, bearer, unique_email
 
 KEY = "checkout-attempt-1"
 LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
@@ -115,25 +115,9 @@ def caller_of(app: Flask, make_api_key, staff_client, member) -> Callable[..., C
     return build
 
 
-class Clock:
-    """The app's clock, stopped at a moment the test moves."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
-
-    def travel(self, delta: timedelta) -> None:
-        self.moment += delta
-
-
 @pytest.fixture
-def clock() -> Iterator[Clock]:
-    stopped = Clock(T0)
-    set_source(stopped)
-    yield stopped
-    set_source(None)
+def clock(stop_clock) -> StoppedClock:
+    return stop_clock(T0)
 
 
 @pytest.fixture

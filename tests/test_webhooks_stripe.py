@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +36,7 @@ from loyalty.offers.models import CouponUse
 from loyalty.rules import service as rules
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
-from tests.conftest import assert_problem, bearer, unique_email
+from tests.conftest import StoppedClock, assert_problem, bearer, unique_email
 
 URL = "/v1/webhooks/stripe"
 SECRET = "whsec_test_loyalty_webhooks"
@@ -51,25 +51,9 @@ AMOUNT, POINTS, PAID, EARNED = 10_000, 500, 9_500, 95  # a $100 order, 500 point
 
 # --- the world around the endpoint -------------------------------------------------------------------------
 
-class Clock:
-    """The app's clock, standing still until a test moves it."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def travel(self, to: datetime) -> None:
-        self.at = to
-
-
 @pytest.fixture(autouse=True)
-def now() -> Iterator[Clock]:
-    stopped = Clock(T0)
-    clock.set_source(stopped)
-    yield stopped
-    clock.set_source(None)
+def now(stop_clock) -> StoppedClock:
+    return stop_clock(T0)
 
 
 def configure(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -537,14 +521,14 @@ def disputed(client, app, member) -> tuple[Shopper, str, str]:
 
 def test_a_dispute_freezes_pending_points_past_their_return_window(app, disputed, now):
     shopper, _, _ = disputed
-    now.travel(PENDING_UNTIL + timedelta(days=1))
+    now.set(PENDING_UNTIL + timedelta(days=1))
     settle(app, shopper)
     assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
 
 
 def test_a_dispute_won_lets_the_frozen_points_activate(client, app, disputed, now):
     shopper, intent_id, charge_id = disputed
-    now.travel(PENDING_UNTIL + timedelta(days=1))
+    now.set(PENDING_UNTIL + timedelta(days=1))
     assert deliver(client, dispute_event("charge.dispute.closed", intent_id, charge_id, "du_1", status="won",
                                          amount=5000, created=PENDING_UNTIL)) == "applied"
     settle(app, shopper)
@@ -554,7 +538,7 @@ def test_a_dispute_won_lets_the_frozen_points_activate(client, app, disputed, no
 
 def test_a_dispute_lost_claws_the_points_back(client, app, disputed, now):
     shopper, intent_id, charge_id = disputed
-    now.travel(PENDING_UNTIL + timedelta(days=1))
+    now.set(PENDING_UNTIL + timedelta(days=1))
     assert deliver(client, dispute_event("charge.dispute.closed", intent_id, charge_id, "du_1", status="lost",
                                          amount=5000, created=PENDING_UNTIL)) == "applied"
     settle(app, shopper)
@@ -572,7 +556,7 @@ def test_a_dispute_opening_that_arrives_after_its_closing_freezes_nothing(client
                                          amount=5000, created=T0 + timedelta(days=10))) == "applied"
     deliver(client, dispute_event("charge.dispute.created", intent_id, charge_id, "du_1", status="needs_response",
                                   amount=5000, created=T0 + timedelta(days=1)))
-    now.travel(PENDING_UNTIL + timedelta(days=1))
+    now.set(PENDING_UNTIL + timedelta(days=1))
     settle(app, shopper)
     assert balances(app, shopper) == Balances(available=50, lifetime_earned=50)
     assert order_of(app, "ord_d")["dispute_status"] == "won"
@@ -615,9 +599,9 @@ def test_a_payment_for_an_unknown_member_is_answered_failed_and_moves_no_points(
 
 def test_a_payment_made_before_the_hold_expired_captures_it_however_late_it_is_heard(client, app, member, now):
     shopper = member()
-    now.travel(T0 - timedelta(minutes=20))
+    now.set(T0 - timedelta(minutes=20))
     redemption_id = hold(app, shopper, "ord_slow")  # expires at T0 + 10 minutes
-    now.travel(T0 + timedelta(minutes=45))
+    now.set(T0 + timedelta(minutes=45))
     assert deliver(client, intent_succeeded(shopper, "ord_slow", redemption_id=redemption_id,
                                             created=T0)) == "applied"
     assert redemption_of(app, redemption_id)["status"] == "captured"
@@ -627,16 +611,16 @@ def test_a_payment_made_before_the_hold_expired_captures_it_however_late_it_is_h
     assert order_of(app, "ord_slow")["paid_at"] == T0
 
 
-def _lapse(app: Flask, shopper: Shopper, now: Clock, order_id: str) -> str:
+def _lapse(app: Flask, shopper: Shopper, now: StoppedClock, order_id: str) -> str:
     """A redemption whose hold expired and was released by the worker before the payment was made."""
-    now.travel(T0 - timedelta(minutes=40))
+    now.set(T0 - timedelta(minutes=40))
     redemption_id = hold(app, shopper, order_id)  # expires at T0 - 10 minutes
-    now.travel(T0 - timedelta(minutes=5))
+    now.set(T0 - timedelta(minutes=5))
     with app.app_context():
         assert checkout.release_expired(clock.now()) == {"released": 1}
     assert redemption_of(app, redemption_id)["release_reason"] == "expired"
     assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
-    now.travel(T0 + timedelta(minutes=1))
+    now.set(T0 + timedelta(minutes=1))
     return redemption_id
 
 
@@ -655,9 +639,9 @@ def test_a_payment_after_the_hold_was_released_records_a_problem_when_the_points
                                                                                           now):
     shopper = member()
     redemption_id = _lapse(app, shopper, now, "ord_lapsed")
-    now.travel(T0 - timedelta(minutes=2))
+    now.set(T0 - timedelta(minutes=2))
     hold(app, shopper, "ord_other", points=800)  # the points go to another checkout meanwhile
-    now.travel(T0 + timedelta(minutes=1))
+    now.set(T0 + timedelta(minutes=1))
     assert deliver(client, intent_succeeded(shopper, "ord_lapsed", redemption_id=redemption_id)) == "applied"
     redemption = redemption_of(app, redemption_id)
     assert (redemption["status"], redemption["release_reason"]) == ("released", "expired")
