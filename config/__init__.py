@@ -62,6 +62,16 @@ class Config:
     # Optional: only to fetch what a payload lacks (a Checkout Session's line items).
     STRIPE_API_KEY = ""
 
+    # Outbound webhooks. Private, loopback and link-local URLs are refused in production (SSRF) unless allowed.
+    WEBHOOK_ALLOW_PRIVATE_URLS = True
+    WEBHOOK_TIMEOUT_SECONDS = 10
+    WEBHOOK_MAX_ATTEMPTS = 8  # with backoff from 30 s doubling, capped at 6 h: about a day of retries
+    WEBHOOK_FAILING_AFTER = 5  # consecutive failed attempts that mark an endpoint failing
+    # Delivered events and their deliveries are kept this long, then purged.
+    WEBHOOK_RETENTION_DAYS = 30
+    # `points.expiring` is sent this many days before points expire, once per lot.
+    EXPIRY_REMINDER_DAYS = 7
+
     API_TITLE = "Loyalty API"
     API_VERSION = "v1"
     OPENAPI_VERSION = "3.0.3"
@@ -93,6 +103,7 @@ class ProductionConfig(Config):
     SECRET_KEY = ""
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
+    WEBHOOK_ALLOW_PRIVATE_URLS = False
 
     def validate(self) -> None:
         if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY:

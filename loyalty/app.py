@@ -107,6 +107,7 @@ def _init_api(app: Flask) -> None:
     from loyalty.rules.document import DecimalString
     from loyalty.tiers.api import blp as tiers_blp
     from loyalty.webhooks.api import blp as webhooks_blp
+    from loyalty.webhooks.api import endpoints_blp
 
     api.init_app(app)
     api.register_field(DecimalString, "string", "decimal")
@@ -119,7 +120,7 @@ def _init_api(app: Flask) -> None:
          "description": "A member or staff session from a login endpoint."},
     )
     for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, offers_blp, rewards_blp, checkout_blp,
-                      webhooks_blp):
+                      webhooks_blp, endpoints_blp):
         api.register_blueprint(blueprint)
 
     @app.get("/docs/assets/<path:filename>")

@@ -18,7 +18,7 @@ from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.errors import Problem
 from loyalty.extensions import db
-from loyalty.jobs.cli import jobs_cli
+from loyalty.jobs.cli import jobs_cli, worker
 from loyalty.ledger import verify as ledger_verify
 from loyalty.members import service as members
 from loyalty.offers import rewards
@@ -160,6 +160,7 @@ def seed_demo() -> None:
 ledger_cli = AppGroup("ledger", help="The points ledger.")
 cli.add_command(ledger_cli)
 cli.add_command(jobs_cli)
+cli.add_command(worker)
 
 
 @ledger_cli.command("verify")

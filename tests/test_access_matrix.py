@@ -29,6 +29,8 @@ from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
+from loyalty.webhooks import outbound
+from loyalty.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
 # --- The callers -------------------------------------------------------------------------------
@@ -102,6 +104,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/admin/api-keys": ADMINS,
     "POST /v1/admin/api-keys": ADMINS,
     "DELETE /v1/admin/api-keys/{id}": ADMINS,
+    "GET /v1/admin/webhook-endpoints": ADMINS,
+    "POST /v1/admin/webhook-endpoints": ADMINS,
+    "GET /v1/admin/webhook-endpoints/{id}": ADMINS,
+    "PATCH /v1/admin/webhook-endpoints/{id}": ADMINS,
+    "GET /v1/admin/webhook-endpoints/{id}/deliveries": ADMINS,
+    "POST /v1/admin/webhook-endpoints/{id}/deliveries/{id}/replay": ADMINS,
 }
 
 # Endpoints anyone may call; every other /v1 endpoint must appear in ALLOWED.
@@ -135,7 +143,7 @@ OFFER = {"name": "Ten percent", "kind": "percent_off", "percent": 10}
 
 
 def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft, make_tier,
-                 make_offer, make_reward, make_redemption, make_order) -> Request:
+                 make_offer, make_reward, make_redemption, make_order, make_endpoint, make_delivery) -> Request:
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
@@ -153,6 +161,10 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
             target = make_redemption()
         elif path.startswith("/v1/orders/"):
             target = make_order()
+        elif path.startswith("/v1/admin/webhook-endpoints/"):
+            target = make_endpoint()
+            if "/deliveries/{id}" in path:
+                path = path.replace("/deliveries/{id}", f"/deliveries/{make_delivery(target)}")
         else:
             target = api_key_id(make_api_key("checkout"))
         path = path.replace("{id}", target)
@@ -177,6 +189,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
         "POST /v1/orders": lambda: {"order_id": unique_email("order"), "member_id": make_member()["id"],
                                     "currency": "usd", "lines": SAMPLE_LINES, "total_amount": 1000},
         "POST /v1/orders/{id}/refunds": lambda: {"refund_id": "re_1", "amount": 100},
+        "POST /v1/admin/webhook-endpoints": lambda: {"url": "http://127.0.0.1:9/hooks"},
+        "PATCH /v1/admin/webhook-endpoints/{id}": lambda: {"enabled": False},
         "POST /v1/checkout/quote": lambda: {"member_id": make_member()["id"], "currency": "usd",
                                             "lines": SAMPLE_LINES},
         "POST /v1/redemptions": lambda: {"member_id": make_member()["id"], "order_id": unique_email("order"),
@@ -203,7 +217,8 @@ def _send(caller: Caller, request: Request):
 ACTIONS = frozenset({"POST /v1/admin/members/{id}/suspend", "POST /v1/admin/members/{id}/reinstate",
                      "POST /v1/admin/rules/{id}/publish", "POST /v1/admin/rules/simulate",
                      "POST /v1/checkout/quote", "POST /v1/redemptions/{id}/capture",
-                     "POST /v1/redemptions/{id}/cancel"})
+                     "POST /v1/redemptions/{id}/cancel",
+                     "POST /v1/admin/webhook-endpoints/{id}/deliveries/{id}/replay"})
 
 
 def _success_status(endpoint: str) -> int:
@@ -328,6 +343,31 @@ def make_redemption(app: Flask, make_member, make_offer) -> Callable[[], str]:
 
 
 @pytest.fixture
+def make_endpoint(app: Flask) -> Callable[[], str]:
+    def make() -> str:
+        with app.app_context():
+            endpoint = outbound.create_endpoint({"url": "http://127.0.0.1:9/hooks"})
+            db.session.commit()
+            return endpoint.public_id
+
+    return make
+
+
+@pytest.fixture
+def make_delivery(app: Flask, make_member) -> Callable[[str], str]:
+    """A delivery to the endpoint: of the member.created event of a new member."""
+
+    def make(endpoint_id: str) -> str:
+        make_member()
+        with app.app_context():
+            outbound.dispatch(now())
+            return db.session.scalars(select(WebhookDelivery.public_id).join(WebhookEndpoint).where(
+                WebhookEndpoint.public_id == endpoint_id).order_by(WebhookDelivery.id.desc())).first()
+
+    return make
+
+
+@pytest.fixture
 def make_order(app: Flask, make_member) -> Callable[[], str]:
     """A paid order; answers its order_id."""
 
@@ -355,9 +395,10 @@ def make_reward(app: Flask, make_offer) -> Callable[[], str]:
 
 @pytest.fixture
 def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier, make_offer,
-               make_reward, make_redemption, make_order) -> Callable[[str], Request]:
+               make_reward, make_redemption, make_order, make_endpoint, make_delivery) -> Callable[[str], Request]:
     return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft, make_tier,
-                                         make_offer, make_reward, make_redemption, make_order)
+                                         make_offer, make_reward, make_redemption, make_order, make_endpoint,
+                                         make_delivery)
 
 
 # --- The table itself --------------------------------------------------------------------------

@@ -527,10 +527,10 @@ def test_the_purge_job_runs_from_the_command_line(caller_of, clock, retention, r
     clock.travel(retention)
     caller.send(caller.body(2), key="new")
 
-    result = runner.invoke(args=["loyalty", "jobs", "run", "purge-idempotency-keys"])
+    result = runner.invoke(args=["loyalty", "jobs", "run", "purge"])
 
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("purge-idempotency-keys: purged=1 in ")
+    assert result.output.startswith("purge: idempotency_keys=1, events=0 in ")
     assert stored_keys() == {"new"}
 
 

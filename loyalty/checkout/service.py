@@ -39,6 +39,7 @@ from loyalty.rules import engine
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
 from loyalty.tiers.models import Tier
+from loyalty.webhooks import outbox
 
 # --- the order as the engines see it ---------------------------------------------------------------------
 
@@ -276,6 +277,14 @@ def _capture(redemption: Redemption, *, now: datetime, paid_at: datetime) -> Non
     if (hold := _hold(redemption)) is not None:
         Ledger(db.session).capture(hold, now=now, paid_at=paid_at)
     redemption.status, redemption.resolved_at = "captured", now
+    _captured(redemption)
+
+
+def _captured(redemption: Redemption) -> None:
+    outbox.emit("redemption.captured", {
+        "redemption_id": redemption.public_id, "order_id": redemption.order_id, "points": redemption.points,
+        "coupon_code": redemption.coupon_code, "discount_amount": redemption.discount_amount},
+        member_id=redemption.member_id)
 
 
 def cancel(public_id: str, *, now: datetime, reason: str = "canceled") -> Redemption:
@@ -354,6 +363,7 @@ def _take_again(redemption: Redemption, *, now: datetime) -> None:
             return
         redemption.hold_id = hold.id
     redemption.status, redemption.release_reason, redemption.resolved_at = "captured", None, now
+    _captured(redemption)
 
 
 # --- paid orders --------------------------------------------------------------------------------------------
@@ -503,6 +513,10 @@ def refund(order_id: str, payload: dict[str, Any], *, now: datetime, source: str
     _restore(order, row, refunded, now)
     order.refunded_amount = refunded
     order.status = "refunded" if refunded == order.total_amount else "partially_refunded"
+    outbox.emit("order.refunded", {
+        "order_id": order.order_id, "refund_id": row.refund_id, "amount": row.amount, "currency": order.currency,
+        "refunded_amount": refunded, "points_clawed_back": row.points_clawed_back, "shortfall": row.shortfall,
+        "points_restored": row.points_restored, "order_status": order.status}, member_id=order.member_id)
     return row
 
 

@@ -21,6 +21,7 @@ from loyalty.members.models import Member, MemberConsent
 from loyalty.pagination import paginate
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
+from loyalty.webhooks import outbox
 
 # No 0/O, 1/I/L or U/V look-alikes: codes are read aloud and typed from receipts.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
@@ -85,6 +86,7 @@ def enrol(new: NewMember, *, source: str) -> Member:
             _raise_if_taken(new)
             continue  # only the random referral code collided: draw another
         Ledger(db.session).open_accounts(member.id)
+        outbox.emit("member.created", {"source": source, "referred": referrer is not None}, member_id=member.id)
         rules.award_event(member, "signup", now=now(), reference=f"signup:{member.public_id}")
         if new.marketing_consent is not None:
             record_consent(member, "marketing_email", new.marketing_consent, source=source)

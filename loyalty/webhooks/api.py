@@ -1,13 +1,27 @@
-"""`POST /v1/webhooks/stripe`: Stripe's deliveries, verified by signature rather than a key."""
+"""`POST /v1/webhooks/stripe` (Stripe's deliveries, verified by signature rather than a key), and the
+endpoints staff register for outbound events, with their delivery log."""
 
 from __future__ import annotations
 
 from flask import request
 from marshmallow import Schema, fields
 
+from loyalty.auth.access import require
 from loyalty.clock import now
 from loyalty.extensions import Blueprint, db
-from loyalty.webhooks import inbound
+from loyalty.schemas import ListArgsSchema
+from loyalty.webhooks import inbound, outbound
+from loyalty.webhooks.schemas import (
+    DeliveryArgsSchema,
+    DeliveryPageSchema,
+    DeliverySchema,
+    EndpointCreatedSchema,
+    EndpointCreateSchema,
+    EndpointInputSchema,
+    EndpointPageSchema,
+    EndpointSchema,
+)
+from loyalty.writes import write
 
 blp = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks", description="Inbound webhooks")
 
@@ -27,3 +41,60 @@ def stripe_event():
     status, event_id = inbound.receive(request.get_data(), request.headers.get("Stripe-Signature"), now=now())
     db.session.commit()
     return {"received": True, "event_id": event_id, "status": status}
+
+
+endpoints_blp = Blueprint("webhook_endpoints", __name__, url_prefix="/v1/admin/webhook-endpoints",
+                          description="Outbound webhook endpoints and their delivery log")
+
+
+@endpoints_blp.get("")
+@require(scope="admin")
+@endpoints_blp.arguments(ListArgsSchema, location="query")
+@endpoints_blp.response(200, EndpointPageSchema)
+def list_endpoints(args: dict):
+    return outbound.list_endpoints(**args)
+
+
+@endpoints_blp.post("")
+@require(scope="admin")
+@write
+@endpoints_blp.arguments(EndpointCreateSchema)
+@endpoints_blp.response(201, EndpointCreatedSchema)
+def create_endpoint(payload: dict):
+    """Register a URL for events. The answer holds the signing secret, shown this once."""
+    return outbound.create_endpoint(payload)
+
+
+@endpoints_blp.get("/<string:endpoint_id>")
+@require(scope="admin")
+@endpoints_blp.response(200, EndpointSchema)
+def get_endpoint(endpoint_id: str):
+    return outbound.get_endpoint(endpoint_id)
+
+
+@endpoints_blp.patch("/<string:endpoint_id>")
+@require(scope="admin")
+@write
+@endpoints_blp.arguments(EndpointInputSchema)
+@endpoints_blp.response(200, EndpointSchema)
+def update_endpoint(payload: dict, endpoint_id: str):
+    """Change the URL or the event types, or disable; enabling again clears `failing`."""
+    return outbound.update_endpoint(outbound.get_endpoint(endpoint_id), payload)
+
+
+@endpoints_blp.get("/<string:endpoint_id>/deliveries")
+@require(scope="admin")
+@endpoints_blp.arguments(DeliveryArgsSchema, location="query")
+@endpoints_blp.response(200, DeliveryPageSchema)
+def list_deliveries(args: dict, endpoint_id: str):
+    """The delivery log, newest first: status, attempts, the last answer or error."""
+    return outbound.list_deliveries(outbound.get_endpoint(endpoint_id), **args)
+
+
+@endpoints_blp.post("/<string:endpoint_id>/deliveries/<string:delivery_id>/replay")
+@require(scope="admin")
+@write
+@endpoints_blp.response(200, DeliverySchema)
+def replay_delivery(endpoint_id: str, delivery_id: str):
+    """Send a delivery again at the worker's next look, whatever became of it."""
+    return outbound.replay(outbound.get_endpoint(endpoint_id), delivery_id, now())

@@ -1,0 +1,149 @@
+"""The scheduled jobs. Each works in batches, each batch its own transaction, and is idempotent: a batch that
+dies rolls back whole and is done again by the next run, and doing it again changes nothing twice (the ledger's
+references and the reminders' unique lot say so). Each takes `keep_going`, asked between batches, so a worker
+told to stop finishes the batch in hand and stops.
+
+The order of `JOBS` is the order a worker runs due jobs in: points are activated before stale holds are
+released and before anything expires, so no member loses points a job was about to give them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import Select, extract, select
+
+from loyalty import writes
+from loyalty.checkout import service as checkout
+from loyalty.extensions import db
+from loyalty.jobs.models import ExpiryReminder
+from loyalty.ledger.models import Lot
+from loyalty.ledger.service import Ledger
+from loyalty.members.models import Member
+from loyalty.rules import service as rules
+from loyalty.rules.models import RuleAward
+from loyalty.tiers import service as tiers
+from loyalty.webhooks import outbound, outbox
+
+KeepGoing = Callable[[], bool]
+
+
+def _always() -> bool:
+    return True
+
+
+def _settle_members(due: Callable[[int], Select], now: datetime, batch_size: int, keep_going: KeepGoing
+                    ) -> dict[str, int]:
+    """Settle (activate, then expire) each member `due` names, a batch of members at a time."""
+    members = transactions = 0
+    last = 0
+    ledger = Ledger(db.session)
+    while keep_going():
+        ids = db.session.scalars(due(last).limit(batch_size)).all()
+        if not ids:
+            break
+        for member_id in ids:
+            transactions += len(ledger.settle(member_id, now))
+        db.session.commit()
+        members, last = members + len(ids), ids[-1]
+    return {"members": members, "transactions": transactions}
+
+
+def activate_pending(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+    """Points whose return window has ended become available."""
+    return _settle_members(lambda after: select(Lot.member_id).where(
+        Lot.status == "pending", Lot.activates_at <= now, Lot.member_id > after)
+        .group_by(Lot.member_id).order_by(Lot.member_id), now, batch_size, keep_going)
+
+
+def expire_points(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+    """Points past their expiry go to the program's expired account."""
+    return _settle_members(lambda after: select(Lot.member_id).where(
+        Lot.status == "active", Lot.expires_at <= now, Lot.member_id > after)
+        .group_by(Lot.member_id).order_by(Lot.member_id), now, batch_size, keep_going)
+
+
+def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+    """`points.expiring` for each lot that expires within EXPIRY_REMINDER_DAYS, once per lot."""
+    until = now + timedelta(days=current_app.config["EXPIRY_REMINDER_DAYS"])
+    sent = 0
+    reminded = select(ExpiryReminder.id).where(ExpiryReminder.lot_id == Lot.id).exists()
+    while keep_going():
+        lots = db.session.scalars(select(Lot).where(
+            Lot.status == "active", Lot.remaining > 0, Lot.expires_at > now, Lot.expires_at <= until, ~reminded)
+            .order_by(Lot.id).limit(batch_size)).all()
+        if not lots:
+            break
+        for lot in lots:
+            db.session.add(ExpiryReminder(lot_id=lot.id, member_id=lot.member_id, sent_at=now))
+            outbox.emit("points.expiring", {"lot_id": lot.public_id, "points": lot.remaining,
+                                            "expires_at": lot.expires_at.isoformat()}, member_id=lot.member_id)
+        db.session.commit()
+        sent += len(lots)
+    return {"reminders": sent}
+
+
+def birthday_bonuses(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+    """The birthday rule for members whose birthday month it is and who have had no birthday bonus this
+    year; the rules decide the day, and the reference makes it once a year whatever runs it."""
+    year_start = datetime(now.year, 1, 1, tzinfo=UTC)
+    paid = select(RuleAward.id).where(RuleAward.member_id == Member.id, RuleAward.rule == "event.birthday",
+                                      RuleAward.created_at >= year_start).exists()
+    considered = paid_now = 0
+    last = 0
+    while keep_going():
+        batch = db.session.scalars(select(Member).where(
+            Member.status == "active", Member.birthday.is_not(None), extract("month", Member.birthday) == now.month,
+            ~paid, Member.id > last).order_by(Member.id).limit(batch_size)).all()
+        if not batch:
+            break
+        for member in batch:
+            _, txn = rules.award_event(member, "birthday", now=now, reference=f"birthday:{member.public_id}:{now.year}")
+            paid_now += txn is not None
+        db.session.commit()
+        considered, last = considered + len(batch), batch[-1].id
+    return {"members": considered, "paid": paid_now}
+
+
+def release_expired_holds(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always
+                          ) -> dict[str, int]:
+    return checkout.release_expired(now, batch_size=batch_size)
+
+
+def evaluate_tiers(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+    return tiers.evaluate_all(now, batch_size=batch_size)
+
+
+def purge(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+    """Idempotency keys and delivered events past their retention."""
+    return {"idempotency_keys": writes.purge_expired(now, batch_size=batch_size)["purged"],
+            "events": outbound.purge_delivered(now, batch_size=batch_size)["purged"]}
+
+
+def deliver_webhooks(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+    """Fan new outbox events out to the endpoints that want them, then send what is due."""
+    return {**outbound.dispatch(now, batch_size=batch_size), **outbound.deliver_due(now, batch_size=min(100,
+                                                                                                     batch_size))}
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: Callable[..., dict[str, int]]
+    every: timedelta
+
+
+JOBS: tuple[Job, ...] = (
+    Job("activate-pending", activate_pending, timedelta(minutes=1)),
+    Job("release-expired-holds", release_expired_holds, timedelta(minutes=1)),
+    Job("expire-points", expire_points, timedelta(minutes=5)),
+    Job("remind-expiring", remind_expiring, timedelta(hours=1)),
+    Job("evaluate-tiers", evaluate_tiers, timedelta(days=1)),
+    Job("birthday-bonuses", birthday_bonuses, timedelta(hours=1)),
+    Job("purge", purge, timedelta(hours=1)),
+    Job("deliver-webhooks", deliver_webhooks, timedelta(seconds=5)),
+)
+JOBS_BY_NAME = {job.name: job for job in JOBS}

@@ -1,0 +1,200 @@
+"""Outbound webhooks: endpoints staff register, and delivering the outbox to them.
+
+`dispatch` turns each new outbox event into one delivery per enabled endpoint that wants its type.
+`deliver_due` sends the deliveries that are due: it first leases them (moves `next_attempt_at` ahead and
+commits), so two workers never send the same one and a worker killed mid-send leaves it to be retried
+after the lease, then sends them signed outside any transaction, then records each answer. Receivers
+dedupe on the event id: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from loyalty.db import for_update, new_public_id
+from loyalty.errors import NotFound, ValidationProblem
+from loyalty.extensions import db
+from loyalty.members.models import Member
+from loyalty.pagination import paginate
+from loyalty.webhooks import delivery
+from loyalty.webhooks.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from loyalty.webhooks.outbox import EVENT_TYPES
+
+LEASE = timedelta(minutes=5)
+_rng = random.SystemRandom()
+
+
+# --- endpoints ---------------------------------------------------------------------------------------------
+
+def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+    if "url" in fields:
+        reason = delivery.check_url(fields["url"], allow_private=current_app.config["WEBHOOK_ALLOW_PRIVATE_URLS"])
+        if reason:
+            raise ValidationProblem(reason, errors={"url": [reason]})
+    unknown = sorted(set(fields.get("event_types") or ()) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationProblem(errors={"event_types": [f"Unknown event types: {', '.join(unknown)}."]})
+    return fields
+
+
+def create_endpoint(fields: dict[str, Any]) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint(**_checked(fields), secret=f"whsec_{secrets.token_urlsafe(32)}")
+    db.session.add(endpoint)
+    db.session.flush()
+    return endpoint
+
+
+def get_endpoint(public_id: str) -> WebhookEndpoint:
+    endpoint = db.session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.public_id == public_id))
+    if endpoint is None:
+        raise NotFound("No webhook endpoint has this id.")
+    return endpoint
+
+
+def update_endpoint(endpoint: WebhookEndpoint, changes: dict[str, Any]) -> WebhookEndpoint:
+    for name, value in _checked(changes).items():
+        setattr(endpoint, name, value)
+    if changes.get("enabled"):
+        endpoint.failing, endpoint.consecutive_failures = False, 0  # re-enabling is a fresh start
+    db.session.flush()
+    return endpoint
+
+
+def list_endpoints(*, limit: int, starting_after: str | None = None) -> dict:
+    return paginate(select(WebhookEndpoint), WebhookEndpoint, limit=limit, starting_after=starting_after)
+
+
+def list_deliveries(endpoint: WebhookEndpoint, *, limit: int, starting_after: str | None = None,
+                    status: str | None = None) -> dict:
+    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    if status:
+        query = query.where(WebhookDelivery.status == status)
+    return paginate(query, WebhookDelivery, limit=limit, starting_after=starting_after, newest_first=True)
+
+
+def replay(endpoint: WebhookEndpoint, delivery_id: str, now: datetime) -> WebhookDelivery:
+    """Send a delivery again, now, whatever became of it."""
+    row = db.session.scalar(select(WebhookDelivery).where(WebhookDelivery.public_id == delivery_id,
+                                                          WebhookDelivery.endpoint_id == endpoint.id))
+    if row is None:
+        raise NotFound("This endpoint has no delivery with this id.")
+    row.status, row.next_attempt_at, row.delivered_at = "pending", now, None
+    return row
+
+
+# --- dispatch and delivery -----------------------------------------------------------------------------------
+
+def dispatch(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+    """One delivery per event and interested endpoint, in batches; an event is dispatched once."""
+    events = created = 0
+    endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))).all()
+    while True:
+        batch = db.session.scalars(for_update(
+            select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.id)
+            .limit(batch_size), db.session, skip_locked=True)).all()
+        if not batch:
+            db.session.commit()
+            return {"events": events, "deliveries": created}
+        rows = [{"endpoint_id": endpoint.id, "event_id": event.id, "status": "pending", "attempts": 0,
+                 "next_attempt_at": now, "created_at": now, "public_id": new_public_id("whd")}
+                for event in batch for endpoint in endpoints
+                if not endpoint.event_types or event.type in endpoint.event_types]
+        if rows:
+            db.session.execute(WebhookDelivery.__table__.insert(), rows)
+        for event in batch:
+            event.dispatched_at = now
+        db.session.commit()
+        events, created = events + len(batch), created + len(rows)
+
+
+def deliver_due(now: datetime, *, batch_size: int = 100) -> dict[str, int]:
+    """Send the deliveries that are due, one leased batch at a time."""
+    counts = {"delivered": 0, "retrying": 0, "failed": 0}
+    while True:
+        leased = _lease(now, batch_size)
+        if not leased:
+            return counts
+        for delivery_id in leased:
+            outcome = _send(delivery_id, now)
+            counts[outcome] += 1
+
+
+def _lease(now: datetime, batch_size: int) -> list[int]:
+    rows = db.session.scalars(for_update(
+        select(WebhookDelivery).where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(batch_size),
+        db.session, skip_locked=True)).all()
+    for row in rows:
+        row.next_attempt_at = now + LEASE
+    db.session.commit()
+    return [row.id for row in rows]
+
+
+def body_of(event: OutboxEvent, member_public_id: str | None) -> bytes:
+    """What a receiver gets: the event with the member's public id, never an internal one."""
+    data = {**event.data, "member_id": member_public_id} if event.member_id else event.data
+    return json.dumps({"id": event.public_id, "type": event.type, "created_at": event.created_at.isoformat(),
+                       "data": data}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _send(delivery_id: int, now: datetime) -> str:
+    row = db.session.get(WebhookDelivery, delivery_id)
+    endpoint = db.session.get(WebhookEndpoint, row.endpoint_id)
+    event = db.session.get(OutboxEvent, row.event_id)
+    member = db.session.get(Member, event.member_id) if event.member_id else None
+    body = body_of(event, member.public_id if member else None)
+    db.session.commit()  # no transaction open while the network is waited on
+    config = current_app.config
+    headers = {delivery.SIGNATURE_HEADER: delivery.sign(endpoint.secret, body, int(time.time())),
+               "Loyalty-Event-Id": event.public_id, "Loyalty-Event-Type": event.type}
+    attempt = delivery.post(endpoint.url, body, headers, timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
+                            allow_private=config["WEBHOOK_ALLOW_PRIVATE_URLS"])
+    return _record(delivery_id, attempt, now)
+
+
+def _record(delivery_id: int, attempt: delivery.Attempt, now: datetime) -> str:
+    config = current_app.config
+    row = db.session.get(WebhookDelivery, delivery_id)
+    endpoint = db.session.scalar(for_update(select(WebhookEndpoint).where(WebhookEndpoint.id == row.endpoint_id),
+                                            db.session))
+    row.attempts += 1
+    row.last_attempt_at, row.last_status_code, row.last_error = now, attempt.status_code, attempt.error
+    if attempt.ok:
+        row.status, row.delivered_at = "delivered", now
+        endpoint.consecutive_failures, endpoint.failing = 0, False
+        outcome = "delivered"
+    else:
+        endpoint.consecutive_failures += 1
+        endpoint.failing = endpoint.consecutive_failures >= config["WEBHOOK_FAILING_AFTER"]
+        if row.attempts >= config["WEBHOOK_MAX_ATTEMPTS"]:
+            row.status, outcome = "failed", "failed"
+        else:
+            row.next_attempt_at, outcome = now + delivery.backoff(row.attempts, _rng), "retrying"
+    db.session.commit()
+    return outcome
+
+
+def purge_delivered(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+    """Forget events past retention whose deliveries are all done, with those deliveries."""
+    cutoff = now - timedelta(days=current_app.config["WEBHOOK_RETENTION_DAYS"])
+    purged = 0
+    while True:
+        open_deliveries = select(WebhookDelivery.event_id).where(WebhookDelivery.status == "pending")
+        ids = db.session.scalars(select(OutboxEvent.id).where(
+            OutboxEvent.dispatched_at.is_not(None), OutboxEvent.created_at < cutoff,
+            OutboxEvent.id.not_in(open_deliveries)).order_by(OutboxEvent.id).limit(batch_size)).all()
+        if not ids:
+            return {"purged": purged}
+        db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(ids)))
+        db.session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
+        db.session.commit()
+        purged += len(ids)
+
