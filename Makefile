@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint migrate seed serve clean bench-ledger bench-checkout
+.PHONY: run test lint migrate seed serve clean bench-ledger bench-checkout bench-worker
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,8 @@ clean:
 bench-checkout: $(VENV)/.installed
 	$(BIN)/python -m bench.checkout_bench --members $(or $(MEMBERS),20000) --seconds $(or $(SECONDS),10) \
 		--clients $(or $(CLIENTS),16) --workers $(or $(WORKERS),4)
+
+# The worker on PostgreSQL: MEMBERS=100000 (10 lots each) SECONDS=30 EVENTS=2000 by default.
+bench-worker: $(VENV)/.installed
+	$(BIN)/python -m bench.worker_bench --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),30) \
+		--events $(or $(EVENTS),2000)

@@ -65,6 +65,7 @@ class Config:
     # Outbound webhooks. Private, loopback and link-local URLs are refused in production (SSRF) unless allowed.
     WEBHOOK_ALLOW_PRIVATE_URLS = True
     WEBHOOK_TIMEOUT_SECONDS = 10
+    WEBHOOK_CONCURRENCY = 8  # requests a worker has in flight at once
     WEBHOOK_MAX_ATTEMPTS = 8  # with backoff from 30 s doubling, capped at 6 h: about a day of retries
     WEBHOOK_FAILING_AFTER = 5  # consecutive failed attempts that mark an endpoint failing
     # Delivered events and their deliveries are kept this long, then purged.
