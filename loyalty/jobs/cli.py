@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import click
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from loyalty.clock import now
 from loyalty.jobs.service import JOBS, JOBS_BY_NAME
@@ -31,6 +31,7 @@ def run_job(job: str, batch_size: int) -> None:
 @click.option("--tick", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="Seconds between looks at what is due.")
 @click.option("--once", is_flag=True, help="Run what is due now, then stop.")
+@with_appcontext  # a plain command, unlike those of an AppGroup: `app.cli` (and its test runner) pushes no context
 def worker(batch_size: int, tick: float, once: bool) -> None:
     """Run the scheduled jobs and deliver webhooks until SIGTERM; several workers may run at once."""
     running = Worker(batch_size=batch_size, tick=tick)
