@@ -24,6 +24,7 @@ from sqlalchemy import Index, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
+from loyalty.batches import KeepGoing, always
 from loyalty.clock import now
 from loyalty.db import UTCDateTime
 from loyalty.errors import IdempotencyKeyReused, ValidationProblem
@@ -134,10 +135,10 @@ def _replay(stored: StoredResponse) -> Response:
     return response
 
 
-def purge_expired(moment: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+def purge_expired(moment: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Forget keys past retention, one batch per transaction."""
     purged = 0
-    while True:
+    while keep_going():
         ids = db.session.scalars(select(StoredResponse.id).where(StoredResponse.expires_at <= moment)
                                  .order_by(StoredResponse.id).limit(batch_size)).all()
         if not ids:
@@ -145,4 +146,5 @@ def purge_expired(moment: datetime, *, batch_size: int = 1000) -> dict[str, int]
         db.session.execute(delete(StoredResponse).where(StoredResponse.id.in_(ids)))
         db.session.commit()
         purged += len(ids)
+    return {"purged": purged}
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from loyalty.batches import KeepGoing, always
 from loyalty.checkout.models import Order, Redemption, Refund
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import (
@@ -314,10 +315,10 @@ def settle_if_expired(redemption: Redemption, *, now: datetime) -> Redemption:
     return redemption
 
 
-def release_expired(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+def release_expired(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Release redemptions past their expiry, one batch per transaction (for the worker)."""
     released = 0
-    while True:
+    while keep_going():
         ids = db.session.scalars(select(Redemption.public_id).where(
             Redemption.status == "held", Redemption.expires_at <= now).order_by(Redemption.id).limit(batch_size)).all()
         if not ids:
@@ -328,6 +329,7 @@ def release_expired(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
                 _release(redemption, now=now, reason="expired")
                 released += 1
         db.session.commit()
+    return {"released": released}
 
 
 def pay(redemption: Redemption, *, paid_at: datetime, now: datetime) -> Redemption:

@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import Select, extract, select
 
 from loyalty import writes
+from loyalty.batches import KeepGoing, always
 from loyalty.checkout import service as checkout
 from loyalty.extensions import db
 from loyalty.jobs.models import ExpiryReminder
@@ -27,12 +28,6 @@ from loyalty.rules import service as rules
 from loyalty.rules.models import RuleAward
 from loyalty.tiers import service as tiers
 from loyalty.webhooks import outbound, outbox
-
-KeepGoing = Callable[[], bool]
-
-
-def _always() -> bool:
-    return True
 
 
 def _settle_members(due: Callable[[int], Select], now: datetime, batch_size: int, keep_going: KeepGoing
@@ -52,21 +47,21 @@ def _settle_members(due: Callable[[int], Select], now: datetime, batch_size: int
     return {"members": members, "transactions": transactions}
 
 
-def activate_pending(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+def activate_pending(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Points whose return window has ended become available."""
     return _settle_members(lambda after: select(Lot.member_id).where(
         Lot.status == "pending", Lot.activates_at <= now, Lot.member_id > after)
         .group_by(Lot.member_id).order_by(Lot.member_id), now, batch_size, keep_going)
 
 
-def expire_points(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+def expire_points(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Points past their expiry go to the program's expired account."""
     return _settle_members(lambda after: select(Lot.member_id).where(
         Lot.status == "active", Lot.expires_at <= now, Lot.member_id > after)
         .group_by(Lot.member_id).order_by(Lot.member_id), now, batch_size, keep_going)
 
 
-def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """`points.expiring` for each lot that expires within EXPIRY_REMINDER_DAYS, once per lot."""
     until = now + timedelta(days=current_app.config["EXPIRY_REMINDER_DAYS"])
     sent = 0
@@ -86,7 +81,7 @@ def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
     return {"reminders": sent}
 
 
-def birthday_bonuses(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+def birthday_bonuses(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """The birthday rule for members whose birthday month it is and who have had no birthday bonus this
     year; the rules decide the day, and the reference makes it once a year whatever runs it."""
     year_start = datetime(now.year, 1, 1, tzinfo=UTC)
@@ -108,25 +103,25 @@ def birthday_bonuses(now: datetime, *, batch_size: int = 1000, keep_going: KeepG
     return {"members": considered, "paid": paid_now}
 
 
-def release_expired_holds(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always
+def release_expired_holds(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always
                           ) -> dict[str, int]:
-    return checkout.release_expired(now, batch_size=batch_size)
+    return checkout.release_expired(now, batch_size=batch_size, keep_going=keep_going)
 
 
-def evaluate_tiers(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
-    return tiers.evaluate_all(now, batch_size=batch_size)
+def evaluate_tiers(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
+    return tiers.evaluate_all(now, batch_size=batch_size, keep_going=keep_going)
 
 
-def purge(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+def purge(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Idempotency keys and delivered events past their retention."""
-    return {"idempotency_keys": writes.purge_expired(now, batch_size=batch_size)["purged"],
-            "events": outbound.purge_delivered(now, batch_size=batch_size)["purged"]}
+    return {"idempotency_keys": writes.purge_expired(now, batch_size=batch_size, keep_going=keep_going)["purged"],
+            "events": outbound.purge_delivered(now, batch_size=batch_size, keep_going=keep_going)["purged"]}
 
 
-def deliver_webhooks(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = _always) -> dict[str, int]:
+def deliver_webhooks(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Fan new outbox events out to the endpoints that want them, then send what is due."""
-    return {**outbound.dispatch(now, batch_size=batch_size), **outbound.deliver_due(now, batch_size=min(100,
-                                                                                                     batch_size))}
+    return {**outbound.dispatch(now, batch_size=batch_size, keep_going=keep_going),
+            **outbound.deliver_due(now, batch_size=min(100, batch_size), keep_going=keep_going)}
 
 
 @dataclass(frozen=True)

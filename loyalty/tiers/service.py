@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from loyalty.batches import KeepGoing, always
 from loyalty.checkout.models import Order
 from loyalty.db import UTCDateTime, for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
@@ -229,11 +230,11 @@ def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) 
     return counts
 
 
-def evaluate_all(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+def evaluate_all(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """The job: every member, in batches by id, each batch its own transaction."""
     totals: dict[str, int] = defaultdict(int)
     last_id = 0
-    while True:
+    while keep_going():
         ids = list(db.session.scalars(select(Member.id).where(Member.id > last_id, Member.status != "erased")
                                       .order_by(Member.id).limit(batch_size)))
         if not ids:

@@ -21,6 +21,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select
 
+from loyalty.batches import KeepGoing, always
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import NotFound, ValidationProblem
 from loyalty.extensions import db
@@ -94,11 +95,11 @@ def replay(endpoint: WebhookEndpoint, delivery_id: str, now: datetime) -> Webhoo
 
 # --- dispatch and delivery -----------------------------------------------------------------------------------
 
-def dispatch(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+def dispatch(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """One delivery per event and interested endpoint, in batches; an event is dispatched once."""
     events = created = 0
     endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))).all()
-    while True:
+    while keep_going():
         batch = db.session.scalars(for_update(
             select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.id)
             .limit(batch_size), db.session, skip_locked=True)).all()
@@ -115,14 +116,15 @@ def dispatch(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
             event.dispatched_at = now
         db.session.commit()
         events, created = events + len(batch), created + len(rows)
+    return {"events": events, "deliveries": created}
 
 
-def deliver_due(now: datetime, *, batch_size: int = 100) -> dict[str, int]:
+def deliver_due(now: datetime, *, batch_size: int = 100, keep_going: KeepGoing = always) -> dict[str, int]:
     """Send the deliveries that are due, one leased batch at a time, several at once."""
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     config = current_app.config
     with ThreadPoolExecutor(max_workers=config["WEBHOOK_CONCURRENCY"]) as pool:
-        while leased := _lease(now, batch_size):
+        while keep_going() and (leased := _lease(now, batch_size)):
             requests = _prepare(leased)
             db.session.commit()  # no transaction open while the network is waited on
             attempts = pool.map(lambda request: delivery.post(
@@ -213,11 +215,11 @@ def _record(results: list[tuple[int, delivery.Attempt]], now: datetime) -> list[
     return outcomes
 
 
-def purge_delivered(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
+def purge_delivered(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Forget events past retention whose deliveries are all done, with those deliveries."""
     cutoff = now - timedelta(days=current_app.config["WEBHOOK_RETENTION_DAYS"])
     purged = 0
-    while True:
+    while keep_going():
         open_deliveries = select(WebhookDelivery.event_id).where(WebhookDelivery.status == "pending")
         ids = db.session.scalars(select(OutboxEvent.id).where(
             OutboxEvent.dispatched_at.is_not(None), OutboxEvent.created_at < cutoff,
@@ -228,4 +230,5 @@ def purge_delivered(now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
         db.session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
         db.session.commit()
         purged += len(ids)
+    return {"purged": purged}
 
