@@ -256,18 +256,28 @@ class Ledger:
                 order_id=source.order_id,
                 description=f"{lot.remaining} points from {source.description} are now available",
             ))
-        for lot in (lot for lot in due if lot.status == "active" and not _is_live(lot, now)):
-            movement = _Movement(self, accounts, now)
-            points = lot.remaining
-            movement.move("available", "expired", points)
-            movement.change_lot(lot, -points)
-            lot.status = "expired"
-            done.append(movement.write(
-                member_id, "expire", reference=f"expire:{lot.public_id}",
-                request_hash=fingerprint("expire", lot.public_id), related_id=lot.transaction_id,
-                description=f"{points} points expired (earned {lot.created_at:%Y-%m-%d})",
-            ))
+        expiring = [lot for lot in due if lot.status == "active" and not _is_live(lot, now)]
+        if expiring:
+            done.append(self._expire(member_id, accounts, expiring, now))
         return done
+
+    def _expire(self, member_id: int, accounts: dict[str, Account], lots: list[Lot], now: datetime
+                ) -> JournalTransaction:
+        """All of a member's due lots in one transaction: one journal row, whatever the number of lots (the
+        worker expires a million lots member by member). A lot expires once: its status says so, and its
+        id is the reference of the first lot's expiry."""
+        movement = _Movement(self, accounts, now)
+        for lot in lots:
+            movement.move("available", "expired", lot.remaining)
+            movement.change_lot(lot, -lot.remaining)
+            lot.status = "expired"
+        points = -movement.legs.get("available", 0)
+        earned = ", ".join(sorted({f"{lot.created_at:%Y-%m-%d}" for lot in lots}))
+        return movement.write(
+            member_id, "expire", reference=f"expire:{lots[0].public_id}",
+            request_hash=fingerprint("expire", [lot.public_id for lot in lots]),
+            related_id=lots[0].transaction_id if len(lots) == 1 else None,
+            description=f"{points} points expired (earned {earned})")
 
     def _take_available(self, member_id: int, accounts: dict[str, Account], points: int, destination: str,
                         now: datetime) -> _Movement:
