@@ -23,6 +23,7 @@ from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.offers import service as offers
+from loyalty.webhooks import outbound
 from tests import stripe_events
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
@@ -43,6 +44,11 @@ class Endpoint:
     extra: dict = field(default_factory=dict)  # valid optional fields besides the required ones
     success: int = 201
     headers: dict = field(default_factory=dict)  # sent with every request, e.g. a required Idempotency-Key
+    method: str = "POST"
+
+    @property
+    def id(self) -> str:
+        return self.path if self.method == "POST" else f"{self.method} {self.path}"
 
     def valid_body(self) -> dict:
         values = {
@@ -71,6 +77,7 @@ class Endpoint:
             "points_cost": 100,
             "amount": 1000,  # the paid order's total, so also a refund of all of it
             "refund_id": "re_bad_input",
+            "url": "https://hooks.example.test/loyalty",
         }
         return {**{name: values[name] for name in self.required}, **self.extra}
 
@@ -99,10 +106,15 @@ ENDPOINTS = [
              "order_id", {"coupon_code": COUPON}, headers=IDEMPOTENCY_KEY),
     Endpoint("/v1/orders/{order}/refunds", "checkout", ("refund_id", "amount"), ("amount", "ten"), "refund_id",
              {"reason": "Damaged"}),
+    Endpoint("/v1/admin/webhook-endpoints", "admin", ("url",), ("url", 42), "url",
+             {"description": "CRM", "event_types": ["points.earned"], "enabled": True}),
+    Endpoint("/v1/admin/webhook-endpoints/{endpoint}", "admin", (), ("event_types", "points.earned"), "description",
+             {"url": "https://hooks.example.test/v2", "event_types": ["tier.changed"], "enabled": False},
+             success=200, method="PATCH"),
 ]
-BY_PATH = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.path for e in ENDPOINTS])
+BY_PATH = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.id for e in ENDPOINTS])
 MISSING = [
-    pytest.param(endpoint, name, id=f"{endpoint.path} without {name}")
+    pytest.param(endpoint, name, id=f"{endpoint.id} without {name}")
     for endpoint in ENDPOINTS for name in endpoint.required
 ]
 
@@ -110,7 +122,8 @@ MISSING = [
 @pytest.fixture
 def targets(app: Flask, make_member) -> Callable[[str], dict[str, str]]:
     """What the placeholders in `text` stand for, made for the test: "{member}" a member, "{offer}" an offer
-    with the public code COUPON, "{redemption}" a held coupon-only redemption and "{order}" a paid order."""
+    with the public code COUPON, "{redemption}" a held coupon-only redemption, "{order}" a paid order and
+    "{endpoint}" a webhook endpoint."""
 
     def made_for(text: str) -> dict[str, str]:
         made = {"{member}": make_member()["id"]}
@@ -125,6 +138,8 @@ def targets(app: Flask, make_member) -> Callable[[str], dict[str, str]]:
                 made["{order}"] = checkout.record_paid_order(
                     {"order_id": unique_email("paid-order"), "member_id": made["{member}"], "currency": "usd",
                      "lines": LINES, "total_amount": 1000}, now=now()).order.order_id
+            if "{endpoint}" in text:
+                made["{endpoint}"] = outbound.create_endpoint({"url": "https://hooks.example.test/a"}).public_id
             db.session.commit()
         return made
 
@@ -139,8 +154,8 @@ def _fill(text: str, made: dict[str, str]) -> str:
 
 @pytest.fixture
 def post(app: Flask, make_api_key, targets, endpoint: Endpoint) -> Callable[..., object]:
-    """POST to the test's endpoint as a caller it accepts; its API key (and what the path and body name)
-    exist before the test begins."""
+    """Send to the test's endpoint (POST, unless it says otherwise, or `method=` says) as a caller it accepts; its
+    API key (and what the path and body name) exist before the test begins."""
     headers = {**(bearer(make_api_key(endpoint.scope)) if endpoint.scope else {}), **endpoint.headers}
     made = targets(endpoint.path)
     path = _fill(endpoint.path, made)
@@ -151,7 +166,7 @@ def post(app: Flask, make_api_key, targets, endpoint: Endpoint) -> Callable[...,
         if isinstance(body, dict):
             kwargs["json"] = {name: _fill(value, made) if isinstance(value, str) else value
                               for name, value in body.items()}
-        return client.post(path, headers=headers, **kwargs)
+        return client.open(path, method=kwargs.pop("method", endpoint.method), headers=headers, **kwargs)
 
     return send
 
@@ -277,6 +292,29 @@ def test_a_member_id_no_member_has_is_422_naming_it(endpoint, member_id, post, r
     assert row_counts() == before
 
 
+# --- Updates: row counts cannot see a changed row, so the resource is read back -----------------
+
+UPDATES = [endpoint for endpoint in ENDPOINTS if endpoint.method == "PATCH"]
+SPOILERS = [
+    pytest.param(lambda e: {**e.valid_body(), e.wrong_type[0]: e.wrong_type[1]}, id="a wrong-typed field"),
+    pytest.param(lambda e: {**e.valid_body(), "nickname": "Ada"}, id="an unknown field"),
+    pytest.param(lambda e: {**e.valid_body(), e.oversized: "x" * 10_000}, id="an oversized field"),
+    pytest.param(lambda e: [e.valid_body()], id="an array"),
+]
+
+
+@pytest.mark.parametrize("endpoint", UPDATES, ids=[e.id for e in UPDATES])
+@pytest.mark.parametrize("spoil", SPOILERS)
+def test_a_refused_update_leaves_the_resource_as_it_was(endpoint, spoil, post):
+    before = post(method="GET")
+    assert before.status_code == 200, before.get_data(as_text=True)
+
+    response = post(json=spoil(endpoint))
+
+    assert_problem(response, 422, "validation_error")
+    assert post(method="GET").get_json() == before.get_json()
+
+
 # --- Resources addressed by id -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -286,6 +324,7 @@ class Addressed:
     placeholder: str
     body: dict | None = None
     success: int = 200
+    scope: str = "checkout"
 
 
 ADDRESSED = [
@@ -293,14 +332,17 @@ ADDRESSED = [
     Addressed("POST", "/v1/redemptions/{redemption}/capture", "{redemption}"),
     Addressed("POST", "/v1/redemptions/{redemption}/cancel", "{redemption}"),
     Addressed("POST", "/v1/orders/{order}/refunds", "{order}", {"refund_id": "re_1", "amount": 100}, success=201),
+    Addressed("GET", "/v1/admin/webhook-endpoints/{endpoint}", "{endpoint}", scope="admin"),
+    Addressed("PATCH", "/v1/admin/webhook-endpoints/{endpoint}", "{endpoint}", {"enabled": False}, scope="admin"),
+    Addressed("GET", "/v1/admin/webhook-endpoints/{endpoint}/deliveries", "{endpoint}", scope="admin"),
 ]
 BY_ADDRESS = pytest.mark.parametrize("addressed", ADDRESSED, ids=[f"{a.method} {a.path}" for a in ADDRESSED])
 
 
 @pytest.fixture
 def send_to(app: Flask, make_api_key, targets, addressed: Addressed) -> Callable[[str | None], object]:
-    """Call the test's endpoint with scope checkout, for the id given (None: the one the fixture made)."""
-    headers = bearer(make_api_key("checkout"))
+    """Call the test's endpoint with its scope, for the id given (None: the one the fixture made)."""
+    headers = bearer(make_api_key(addressed.scope))
     made = targets(addressed.path)
     client = app.test_client()
 
@@ -474,6 +516,33 @@ def test_a_bad_list_query_is_422_naming_the_parameter(query, field_name, client,
 
     problem = assert_problem(response, 422, "validation_error")
     assert set(problem["errors"]) == {field_name}
+
+
+@pytest.mark.parametrize(("query", "field_name"), [
+    pytest.param("limit=0", "limit", id="limit below 1"),
+    pytest.param("limit=101", "limit", id="limit above 100"),
+    pytest.param("limit=abc", "limit", id="limit not a number"),
+    pytest.param("status=sent", "status", id="status not one of pending, delivered, failed"),
+    pytest.param("status=", "status", id="status empty"),
+    pytest.param("status=pending%00", "status", id="status with a NUL"),
+    pytest.param("status=" + "x" * 10_000, "status", id="status of 10000 characters"),
+    pytest.param("colour=blue", "colour", id="unknown parameter"),
+    pytest.param("starting_after=whd_doesnotexist", "starting_after", id="starting_after unknown id"),
+    pytest.param("starting_after=" + "x" * 10_000, "starting_after", id="starting_after of 10000 characters"),
+])
+def test_a_bad_delivery_log_query_is_422_naming_the_parameter(query, field_name, client, make_api_key, in_app,
+                                                              row_counts):
+    headers = bearer(make_api_key("admin"))
+    with in_app():
+        endpoint = outbound.create_endpoint({"url": "https://hooks.example.test/a"}).public_id
+        db.session.commit()
+    before = row_counts()
+
+    response = client.get(f"/v1/admin/webhook-endpoints/{endpoint}/deliveries?{query}", headers=headers)
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {field_name}
+    assert row_counts() == before
 
 
 # --- Routing -----------------------------------------------------------------------------------
