@@ -297,6 +297,12 @@ def test_an_admin_api_key_registers_an_endpoint_and_is_shown_its_secret(admin):
         "consecutive_failures": 0, "created_at": T0.isoformat()}
 
 
+def test_an_event_type_named_twice_is_kept_once(admin):
+    response = admin.post(ENDPOINTS, {"url": "https://crm.example.test/loyalty",
+                                      "event_types": ["points.earned", "member.created", "points.earned"]})
+    assert response.get_json()["event_types"] == ["points.earned", "member.created"]
+
+
 def test_an_admin_staff_member_registers_an_endpoint(staff_client):
     response = staff_client("admin").post(ENDPOINTS, json={"url": "https://crm.example.test/loyalty"})
 

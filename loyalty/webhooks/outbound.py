@@ -45,6 +45,8 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(fields.get("event_types") or ()) - set(EVENT_TYPES))
     if unknown:
         raise ValidationProblem(errors={"event_types": [f"Unknown event types: {', '.join(unknown)}."]})
+    if fields.get("event_types"):
+        fields["event_types"] = list(dict.fromkeys(fields["event_types"]))  # once each, in the order given
     return fields
 
 
