@@ -553,8 +553,8 @@ def _restore(order: Order, row: Refund, refunded: int, now: datetime) -> None:
 
 
 def refunded_by(order: Order, source: str) -> int:
-    return db.session.scalar(select(func.coalesce(func.sum(Refund.amount), 0))
-                             .where(Refund.order_id == order.id, Refund.source == source))
+    return int(db.session.scalar(select(func.coalesce(func.sum(Refund.amount), 0))  # PostgreSQL sums as numeric
+                                 .where(Refund.order_id == order.id, Refund.source == source)))
 
 
 # --- disputes ------------------------------------------------------------------------------------------------
