@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -35,6 +35,7 @@ from loyalty.webhooks import outbound, outbox
 from loyalty.webhooks.delivery import SIGNATURE_HEADER, verify
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from tests.conftest import assert_problem, bearer, unique_email
+from tests.local_server import LocalServer, serving
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -102,7 +103,7 @@ class Receiver:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _ReceivingServer
+    server: LocalServer
 
     def do_POST(self) -> None:
         receiver = self.server.receiver
@@ -125,21 +126,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _ReceivingServer(ThreadingHTTPServer):
-    receiver: Receiver
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = _ReceivingServer(("127.0.0.1", 0), _Handler)
-    server.receiver = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield server.receiver
-    server.receiver.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Handler) as server:
+        server.receiver = Receiver(base_url=server.base_url)
+        yield server.receiver
 
 
 # --- Staff, the shop and the worker -------------------------------------------------------------------------------

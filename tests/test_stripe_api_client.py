@@ -2,8 +2,7 @@
 server standing in for api.stripe.com (no network beyond 127.0.0.1)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import select
@@ -13,6 +12,7 @@ from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.rules import service as rules
 from tests import stripe_events as se
+from tests.local_server import serving
 
 SECRET = "whsec_test_client_" + "k" * 20
 LINE_ITEMS = {"object": "list", "has_more": False, "url": "/v1/checkout/sessions/cs_1/line_items", "data": [
@@ -44,13 +44,11 @@ class FakeStripe(BaseHTTPRequestHandler):
 @pytest.fixture
 def stripe_api(app, monkeypatch):
     FakeStripe.seen, FakeStripe.answer_status = [], 200
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeStripe)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setitem(app.config, "STRIPE_API_KEY", "sk_test_local")
-    monkeypatch.setitem(app.config, "STRIPE_API_BASE", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
-    yield FakeStripe
-    server.shutdown()
+    with serving(FakeStripe) as server:
+        monkeypatch.setitem(app.config, "STRIPE_API_KEY", "sk_test_local")
+        monkeypatch.setitem(app.config, "STRIPE_API_BASE", server.base_url)
+        monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
+        yield FakeStripe
 
 
 @pytest.fixture

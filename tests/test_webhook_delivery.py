@@ -16,12 +16,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from loyalty.webhooks import delivery
 from loyalty.webhooks.delivery import SIGNATURE_HEADER, Attempt, backoff, check_url, post, sign, verify
+from tests.local_server import LocalServer, serving
 
 SECRET = "whsec_outbound_" + "s" * 24
 BODY = json.dumps({"id": "evt_1", "type": "points.earned", "data": {"member_id": "m_1", "points": 120}}).encode()
@@ -47,7 +48,7 @@ class Receiver:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _ReceivingServer
+    server: LocalServer
 
     def do_POST(self) -> None:
         receiver = self.server.receiver
@@ -70,19 +71,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _ReceivingServer(ThreadingHTTPServer):
-    receiver: Receiver
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = _ReceivingServer(("127.0.0.1", 0), _Handler)
-    server.receiver = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield server.receiver
-    server.receiver.release.set()
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler) as server:
+        server.receiver = Receiver(url=f"{server.base_url}/hook")
+        yield server.receiver
 
 
 def _signed_headers(body: bytes = BODY) -> dict[str, str]:
