@@ -30,35 +30,34 @@ from loyalty.tiers import service as tiers
 from loyalty.webhooks import outbound, outbox
 
 
-def _settle_members(due: Callable[[int], Select], now: datetime, batch_size: int, keep_going: KeepGoing
-                    ) -> dict[str, int]:
-    """Settle (activate, then expire) each member `due` names, a batch of members at a time."""
+def _settle_members(due_lots: Select, now: datetime, batch_size: int, keep_going: KeepGoing) -> dict[str, int]:
+    """Settle (activate, then expire) the members of the lots `due_lots` finds, soonest first, a batch of
+    members at a time. Settled lots leave the query, so each batch reads only its own rows of the index,
+    however many lots are due."""
     members = transactions = 0
-    last = 0
     ledger = Ledger(db.session)
     while keep_going():
-        ids = db.session.scalars(due(last).limit(batch_size)).all()
+        ids = list(dict.fromkeys(db.session.scalars(due_lots.limit(batch_size * 10))))[:batch_size]
         if not ids:
             break
-        for member_id in ids:
-            transactions += len(ledger.settle(member_id, now))
+        moved = sum(len(ledger.settle(member_id, now)) for member_id in ids)
         db.session.commit()
-        members, last = members + len(ids), ids[-1]
+        members, transactions = members + len(ids), transactions + moved
+        if not moved:  # nothing was due after all: never spin on the same lots
+            break
     return {"members": members, "transactions": transactions}
 
 
 def activate_pending(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Points whose return window has ended become available."""
-    return _settle_members(lambda after: select(Lot.member_id).where(
-        Lot.status == "pending", Lot.activates_at <= now, Lot.member_id > after)
-        .group_by(Lot.member_id).order_by(Lot.member_id), now, batch_size, keep_going)
+    return _settle_members(select(Lot.member_id).where(Lot.status == "pending", Lot.activates_at <= now)
+                           .order_by(Lot.activates_at, Lot.id), now, batch_size, keep_going)
 
 
 def expire_points(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """Points past their expiry go to the program's expired account."""
-    return _settle_members(lambda after: select(Lot.member_id).where(
-        Lot.status == "active", Lot.expires_at <= now, Lot.member_id > after)
-        .group_by(Lot.member_id).order_by(Lot.member_id), now, batch_size, keep_going)
+    return _settle_members(select(Lot.member_id).where(Lot.status == "active", Lot.expires_at <= now)
+                           .order_by(Lot.expires_at, Lot.id), now, batch_size, keep_going)
 
 
 def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
