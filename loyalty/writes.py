@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from loyalty.batches import KeepGoing, always
 from loyalty.clock import now
 from loyalty.db import UTCDateTime
-from loyalty.errors import IdempotencyKeyReused, ValidationProblem
+from loyalty.errors import Conflict, IdempotencyKeyReused, ValidationProblem
 from loyalty.extensions import db
 from loyalty.idempotency import HEADER, fingerprint, request_key
 
@@ -103,16 +103,19 @@ def _claim(key: str) -> StoredResponse:
     unique row until the first commits, then reads its answer."""
     caller, request_hash, moment = _caller(), _request_hash(), now()
     retention = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
-    for _ in range(2):  # a second try only after forgetting a key past retention
+    for _ in range(3):  # again only when the key's row was past retention, or purged meanwhile
         claimed = db.session.execute(
             _insert().values(caller=caller, key=key, request_hash=request_hash, method=request.method,
                              path=request.path[:300], created_at=moment, expires_at=moment + retention)
             .on_conflict_do_nothing(index_elements=["caller", "key"]).returning(StoredResponse.id)).scalar()
         stored = db.session.get(StoredResponse, claimed) if claimed else _stored(caller, key)
-        if claimed or stored.expires_at > moment:
+        if stored is not None and (claimed or stored.expires_at > moment):
             break
-        # Past retention: the key is free again. Core, not the ORM: racing requests may both delete it.
-        db.session.execute(delete(StoredResponse).where(StoredResponse.id == stored.id))
+        if stored is not None:
+            # Past retention: the key is free again. Core, not the ORM: racing requests may both delete it.
+            db.session.execute(delete(StoredResponse).where(StoredResponse.id == stored.id))
+    else:
+        raise Conflict("This Idempotency-Key is being reused by another request right now; retry.")
     if stored.request_hash != request_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with another request.")
     return stored

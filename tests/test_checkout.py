@@ -1,5 +1,7 @@
 """Checkout over HTTP: quotes, redemptions (hold, capture, cancel, expiry), paid orders and refunds."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +11,7 @@ from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Refund
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
@@ -469,3 +472,33 @@ def test_points_do_not_pay_beside_a_coupon_that_says_so(shop, member_with, coupo
     body = assert_problem(shop.redeem(member, points=100, coupon_code=code), 422, "validation_error")
     assert body["errors"] == {"points": [f"Coupon {code} does not combine with points."]}
     assert row_counts() == before
+
+
+# --- races (PostgreSQL) --------------------------------------------------------------------------------
+
+def test_two_first_orders_of_a_referred_member_at_once_both_earn_and_the_referral_is_paid_once(pg):
+    document = {"earn": {"rates": {"usd": "1"}}, "expiry": {"policy": "rolling", "months": 12},
+                "events": {"referral": {"referrer_points": 100, "referred_points": 50}}}
+    with pg.app_context():
+        draft = rules.create_draft(document, note=None, staff_id=None)
+        rules.publish(draft.version, effective_from=None, staff_id=None, now=now() - timedelta(seconds=1))
+        referrer = members.enrol(members.NewMember(email=unique_email("referrer")), source="test")
+        referred = members.enrol(members.NewMember(email=unique_email("referred"),
+                                                   referral_code=referrer.referral_code), source="test")
+        db.session.commit()
+        referred_id = referred.public_id
+    barrier = threading.Barrier(2)
+
+    def pay(n: int) -> int:
+        with pg.app_context():
+            barrier.wait()
+            result = checkout.record_paid_order(_order(referred_id, f"ord-race-{n}", 5000), now=now())
+            db.session.commit()
+            return result.order.points_earned
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(pay, range(2))) == [50, 50]
+    with pg.app_context():
+        paid = db.session.scalars(select(JournalTransaction.reference)
+                                  .where(JournalTransaction.reference.like("referral:%"))).all()
+        assert sorted(paid) == [f"referral:{referred_id}:referred", f"referral:{referred_id}:referrer"]

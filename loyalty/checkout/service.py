@@ -328,7 +328,9 @@ def release_expired(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
             if redemption.status == "held":
                 _release(redemption, now=now, reason="expired")
                 released += 1
-        db.session.commit()
+            # One redemption a transaction: its locks (redemption, offer, member) go at once, never held
+            # while the next is taken, so a checkout touching the same rows cannot deadlock with the job.
+            db.session.commit()
     return {"released": released}
 
 
@@ -435,9 +437,11 @@ def _order_redemption(payload: dict[str, Any], member: Member) -> Redemption | N
 
 
 def _earn_for(order: Order, member: Member, now: datetime) -> tuple[tuple[engine.BreakdownItem, ...], str | None]:
-    first_order = not _has_earlier_orders(member, order)
-    if first_order and member.referred_by_id:
+    if member.referred_by_id:
+        # Before asking whether this is the first order: two orders paid at once then meet here, and the
+        # second sees the first, so the referral is paid once.
         Ledger(db.session).lock_members([member.id, member.referred_by_id])
+    first_order = not _has_earlier_orders(member, order)
     result, version = rules.evaluate_order(member, engine_order(order), order.paid_at, exclude_order=order.id)
     txn = rules.earn(member, result, kind="earn", reference=f"order:{order.order_id}:earn", now=now,
                      version=version, order_id=order.order_id,

@@ -21,6 +21,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select
 
+from loyalty import clock
 from loyalty.batches import KeepGoing, always
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import NotFound, ValidationProblem
@@ -126,14 +127,15 @@ def deliver_due(now: datetime, *, batch_size: int = 100, keep_going: KeepGoing =
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     config = current_app.config
     with ThreadPoolExecutor(max_workers=config["WEBHOOK_CONCURRENCY"]) as pool:
-        while keep_going() and (leased := _lease(now, batch_size)):
+        # Leases and retries count from each batch's own moment: a long backlog must not shorten them.
+        while keep_going() and (leased := _lease(max(now, clock.now()), batch_size)):
             requests = _prepare(leased)
             db.session.commit()  # no transaction open while the network is waited on
             attempts = pool.map(lambda request: delivery.post(
                 request.url, request.body, request.headers, timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
                 allow_private=config["WEBHOOK_ALLOW_PRIVATE_URLS"]), requests)
-            for outcome in _record([(request.delivery_id, attempt)
-                                    for request, attempt in zip(requests, attempts, strict=True)], now):
+            answers = [(request.delivery_id, attempt) for request, attempt in zip(requests, attempts, strict=True)]
+            for outcome in _record(answers, max(now, clock.now())):
                 counts[outcome] += 1
     return counts
 
@@ -197,6 +199,9 @@ def _record(results: list[tuple[int, delivery.Attempt]], now: datetime) -> list[
     outcomes = []
     for delivery_id, attempt in results:
         row = rows[delivery_id]
+        if row.status != "pending":  # answered already by a worker whose lease ran out: its answer stands
+            outcomes.append(row.status)
+            continue
         endpoint = endpoints[row.endpoint_id]
         row.attempts += 1
         row.last_attempt_at, row.last_status_code, row.last_error = now, attempt.status_code, attempt.error
