@@ -36,6 +36,7 @@ from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
 from loyalty.offers import engine as offer_engine
 from loyalty.offers import service as offers
+from loyalty.offers.models import Offer
 from loyalty.rules import engine
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
@@ -135,10 +136,10 @@ class Pricing:
 
 
 def _pricing(program: Program, cart: offer_engine.Cart, amount: int, code: str | None,
-             coupon: offer_engine.Validation | None) -> Pricing:
+             coupon: offer_engine.Validation | None, offer: Offer | None) -> Pricing:
     """The coupon applies to the lines first; the tier discount to what is left of them, unless the coupon's
     offer does not combine with it (nor, if it says so, with points)."""
-    offer = offers.offer_for_code(code) if coupon and coupon.valid else None
+    offer = offer if coupon and coupon.valid else None
     percent = program.tier.discount_percent if program.tier else 0
     if offer is not None and not offer.combines_with_tier_discount:
         percent = 0
@@ -157,9 +158,9 @@ def quote(payload: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     cart = _cart({**payload, "amount": 0})
     subtotal = _lines_net(cart) + cart.shipping_amount - (payload.get("discount_amount") or 0)
     code = payload.get("coupon_code")
-    validation = offers.validate(code, member, cart, now) if code else None
+    validation, offer = offers.check(code, member, cart, now) if code else (None, None)
     program = Program.for_member(member, now)
-    pricing = _pricing(program, cart, max(0, subtotal), code, validation)
+    pricing = _pricing(program, cart, max(0, subtotal), code, validation, offer)
     available = Ledger(db.session).balances(member.id).available
     redeem = program.redeem(pricing.payable_before_points, currency, 0 if pricing.points_refusal else available)
     answer_redeem: dict[str, Any] = {"max_points": redeem.max_points, "value_per_point": redeem.value_per_point,
@@ -230,15 +231,16 @@ def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timed
     redemption = Redemption(public_id=new_public_id("red"), member_id=member.id, order_id=payload["order_id"],
                             currency=payload["currency"], amount=payload["amount"], status="held",
                             expires_at=now + hold_for, created_at=now)
-    validation = None
+    validation = offer = None
     if code:
-        _, validation = offers.reserve(code, member, cart, reference=redemption.coupon_reference,
+        use, validation = offers.reserve(code, member, cart, reference=redemption.coupon_reference,
                                        expires_at=redemption.expires_at, now=now)
+        offer = db.session.get(Offer, use.offer_id)  # loaded, and locked, by the reservation
         redemption.coupon_code = offers.normalise_code(code)
         redemption.coupon_discount_amount = validation.discount_amount
     if points:
         program = Program.for_member(member, now)
-        pricing = _pricing(program, cart, payload["amount"], code, validation)
+        pricing = _pricing(program, cart, payload["amount"], code, validation, offer)
         refusal = pricing.points_refusal or program.points_refusal(points, pricing.payable_before_points,
                                                                     payload["currency"])
         if refusal:

@@ -165,11 +165,6 @@ def find_code(code: str) -> OfferCode | None:
     return db.session.scalar(select(OfferCode).where(OfferCode.code == normalise_code(code)))
 
 
-def offer_for_code(code: str) -> Offer | None:
-    entry = find_code(code)
-    return db.session.get(Offer, entry.offer_id) if entry else None
-
-
 def uses(offer: Offer, member: Member | None, now: datetime) -> tuple[int, int]:
     """Uses that count toward the limits: consumed, and reserved ones that have not expired."""
     counting = or_(CouponUse.status == "consumed",
@@ -182,10 +177,20 @@ def uses(offer: Offer, member: Member | None, now: datetime) -> tuple[int, int]:
 
 def validate(code: str, member: Member | None, cart: engine.Cart, now: datetime) -> engine.Validation:
     """Whether `code` applies to `cart` for `member` now, the discount line by line, or the exact reason."""
-    entry = find_code(code)
+    return check(code, member, cart, now)[0]
+
+
+def check(code: str, member: Member | None, cart: engine.Cart, now: datetime
+          ) -> tuple[engine.Validation, Offer | None]:
+    """`validate`, with the code's offer (None for an unknown code) for what checkout asks of it next."""
+    return _check_entry(find_code(code), member, cart, now)
+
+
+def _check_entry(entry: OfferCode | None, member: Member | None, cart: engine.Cart, now: datetime
+                 ) -> tuple[engine.Validation, Offer | None]:
     if entry is None:
         return engine.validate(engine.Offer(kind="percent_off", percent=1), engine.CodeState(exists=False), cart,
-                               engine.Shopper(member.id if member else None), now)
+                               engine.Shopper(member.id if member else None), now), None
     offer = db.session.get(Offer, entry.offer_id)
     total, mine = uses(offer, member, now)
     tier = tiers.current_tier(member)[0] if member else None
@@ -193,7 +198,7 @@ def validate(code: str, member: Member | None, cart: engine.Cart, now: datetime)
         exists=True, active=entry.active and offer.active, assigned_member_id=entry.member_id,
         expires_at=entry.expires_at, uses_total=total, uses_by_member=mine)
     return engine.validate(engine_offer(offer), state, cart,
-                           engine.Shopper(member.id if member else None, tier.code if tier else None), now)
+                           engine.Shopper(member.id if member else None, tier.code if tier else None), now), offer
 
 
 # --- reserving and consuming a use (for checkout) ------------------------------------------------------
@@ -215,7 +220,7 @@ def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: s
     if entry is not None:
         _lock_offer(entry.offer_id)
     previous = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference))
-    result = validate(code, member, cart, now)
+    result, _ = _check_entry(entry, member, cart, now)
     if previous is not None:
         return previous, result
     if not result.valid:
