@@ -19,9 +19,10 @@ from sqlalchemy.exc import OperationalError
 from config import normalise_database_url
 from loyalty import create_app
 from loyalty.auth import service as auth
-from loyalty.clock import set_source
+from loyalty.clock import now, set_source
 from loyalty.extensions import db, limiter
 from loyalty.members import service as members
+from loyalty.rules import service as rules
 
 PASSWORD = "correct horse battery"
 _serial = count(1)
@@ -179,6 +180,15 @@ def stop_clock() -> Iterator[Callable[[datetime], StoppedClock]]:
 
     yield stop
     set_source(None)
+
+
+def publish_rules(document: dict, *, at: datetime | None = None) -> int:
+    """Publish a rules document, in force from `at` (now by default), and commit; answers its version.
+    Inside an app context."""
+    draft = rules.create_draft(document, note=None, staff_id=None)
+    rules.publish(draft.version, effective_from=None, staff_id=None, now=at or now())
+    db.session.commit()
+    return draft.version
 
 
 def unique_email(prefix: str = "member") -> str:

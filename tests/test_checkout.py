@@ -17,9 +17,8 @@ from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
-from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
-from tests.conftest import assert_problem, bearer, unique_email
+from tests.conftest import assert_problem, bearer, publish_rules, unique_email
 
 # One point per dollar, pending for 14 days; a point pays one cent, points pay at most half an order.
 RULES = {"earn": {"rates": {"usd": "1"}, "pending_days": 14},
@@ -30,9 +29,7 @@ LINES = [{"sku": "TEE-1", "category": "apparel", "quantity": 2, "unit_amount": 2
 @pytest.fixture(autouse=True)
 def program(app):
     with app.app_context():
-        draft = rules.create_draft(RULES, note=None, staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=now() - timedelta(seconds=1))
-        db.session.commit()
+        publish_rules(RULES, at=now() - timedelta(seconds=1))
 
 
 @pytest.fixture
@@ -480,8 +477,7 @@ def test_two_first_orders_of_a_referred_member_at_once_both_earn_and_the_referra
     document = {"earn": {"rates": {"usd": "1"}}, "expiry": {"policy": "rolling", "months": 12},
                 "events": {"referral": {"referrer_points": 100, "referred_points": 50}}}
     with pg.app_context():
-        draft = rules.create_draft(document, note=None, staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=now() - timedelta(seconds=1))
+        publish_rules(document, at=now() - timedelta(seconds=1))
         referrer = members.enrol(members.NewMember(email=unique_email("referrer")), source="test")
         referred = members.enrol(members.NewMember(email=unique_email("referred"),
                                                    referral_code=referrer.referral_code), source="test")

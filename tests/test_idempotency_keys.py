@@ -30,9 +30,8 @@ from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
-from loyalty.rules import service as rules
 from loyalty.writes import REPLAYED_HEADER, StoredResponse, purge_expired, write
-from tests.conftest import StoppedClock, assert_problem, bearer, unique_email
+from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
 
 KEY = "checkout-attempt-1"
 LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
@@ -167,9 +166,7 @@ def _give(app: Flask, member_id: str, points: int) -> None:
 
 def _publish(app: Flask, document: dict) -> None:
     with app.app_context():
-        draft = rules.create_draft(document, note=None, staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=now())
-        db.session.commit()
+        publish_rules(document)
 
 
 def _available(app: Flask, member_id: str) -> int:
@@ -637,9 +634,7 @@ def _checkout_setup(app: Flask) -> tuple[str, str]:
     with app.app_context():
         member = members.enrol(members.NewMember(email=unique_email("racer")), source="test")
         _, secret = auth.create_api_key(name="shop", scopes=["checkout"])
-        draft = rules.create_draft(RULES, note=None, staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=now())
-        db.session.commit()
+        publish_rules(RULES)
         return member.public_id, secret
 
 

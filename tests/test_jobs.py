@@ -39,12 +39,11 @@ from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.members.models import Member
-from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
 from loyalty.tiers.models import TierChange
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from loyalty.writes import StoredResponse
-from tests.conftest import unique_email
+from tests.conftest import publish_rules, unique_email
 
 T0 = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)  # a June morning
 SECOND, MINUTE, HOUR, DAY = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -105,9 +104,7 @@ def assert_no_reference_twice() -> None:
 
 
 def publish_program() -> None:
-    draft = rules.create_draft(PROGRAM, note=None, staff_id=None)
-    rules.publish(draft.version, effective_from=None, staff_id=None, now=T0 - 30 * DAY)
-    db.session.commit()
+    publish_rules(PROGRAM, at=T0 - 30 * DAY)
 
 
 def create_ladder() -> None:

@@ -29,12 +29,11 @@ from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
-from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
 from loyalty.webhooks import outbound, outbox
 from loyalty.webhooks.delivery import SIGNATURE_HEADER, verify
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
-from tests.conftest import assert_problem, bearer, unique_email
+from tests.conftest import assert_problem, bearer, publish_rules, unique_email
 from tests.local_server import LocalServer, serving
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -217,9 +216,7 @@ def hook(register, receiver, worker) -> Hook:
 @pytest.fixture
 def program(in_app):
     with in_app():
-        draft = rules.create_draft(RULES, note=None, staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=T0 - SECOND)
-        db.session.commit()
+        publish_rules(RULES, at=T0 - SECOND)
 
 
 def _member_id(public_id: str) -> int:

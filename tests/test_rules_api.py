@@ -8,9 +8,8 @@ from sqlalchemy import func, select
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
-from loyalty.rules import service as rules
 from loyalty.rules.models import RuleAward
-from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
+from tests.conftest import PASSWORD, assert_problem, bearer, publish_rules, unique_email
 
 REDEEM = {"point_values": {"usd": "1"}}
 BASE = {"earn": {"rates": {"usd": "1"}, "pending_days": 14}, "redeem": REDEEM}
@@ -28,10 +27,7 @@ def publish(app):
 
     def publish_now(document: dict) -> int:
         with app.app_context():
-            draft = rules.create_draft(document, note=None, staff_id=None)
-            rules.publish(draft.version, effective_from=None, staff_id=None, now=now())
-            db.session.commit()
-            return draft.version
+            return publish_rules(document)
 
     return publish_now
 

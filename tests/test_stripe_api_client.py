@@ -8,10 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from loyalty.checkout.models import Order
-from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.rules import service as rules
 from tests import stripe_events as se
+from tests.conftest import publish_rules
 from tests.local_server import serving
 
 SECRET = "whsec_test_client_" + "k" * 20
@@ -54,9 +53,7 @@ def stripe_api(app, monkeypatch):
 @pytest.fixture
 def earning(app):
     with app.app_context():
-        draft = rules.create_draft({"earn": {"rates": {"usd": "1"}}}, note=None, staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=now())
-        db.session.commit()
+        publish_rules({"earn": {"rates": {"usd": "1"}}})
 
 
 def _completed(client, member_id: str):

@@ -33,10 +33,9 @@ from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
-from loyalty.rules import service as rules
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
-from tests.conftest import StoppedClock, assert_problem, bearer, unique_email
+from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
 
 URL = "/v1/webhooks/stripe"
 SECRET = "whsec_test_loyalty_webhooks"
@@ -62,17 +61,15 @@ def configure(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(app.config, "STRIPE_API_KEY", "")  # no line items fetched: payloads alone
 
 
-def publish_rules(app: Flask) -> None:
+def publish_program(app: Flask) -> None:
     with app.app_context():
-        draft = rules.create_draft(RULES, note=None, staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=T0 - timedelta(days=1))
-        db.session.commit()
+        publish_rules(RULES, at=T0 - timedelta(days=1))
 
 
 @pytest.fixture(autouse=True)
 def program(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(app, monkeypatch)
-    publish_rules(app)
+    publish_program(app)
 
 
 @dataclass(frozen=True)
@@ -656,7 +653,7 @@ def test_a_payment_after_the_hold_was_released_records_a_problem_when_the_points
 
 def test_the_same_payment_delivered_five_times_at_once_applies_once(pg, monkeypatch):
     configure(pg, monkeypatch)
-    publish_rules(pg)
+    publish_program(pg)
     shopper = enrol(pg, points=0)
     event = intent_succeeded(shopper, "ord_race", amount=5000)
     payload = se.body(event)
