@@ -104,11 +104,12 @@ def _claim(key: str) -> StoredResponse:
     caller, request_hash, moment = _caller(), _request_hash(), now()
     retention = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
     for _ in range(3):  # again only when the key's row was past retention, or purged meanwhile
-        claimed = db.session.execute(
+        # RETURNING the row itself: the new claim comes back as an object, with no second read.
+        claimed = db.session.scalar(
             _insert().values(caller=caller, key=key, request_hash=request_hash, method=request.method,
                              path=request.path[:300], created_at=moment, expires_at=moment + retention)
-            .on_conflict_do_nothing(index_elements=["caller", "key"]).returning(StoredResponse.id)).scalar()
-        stored = db.session.get(StoredResponse, claimed) if claimed else _stored(caller, key)
+            .on_conflict_do_nothing(index_elements=["caller", "key"]).returning(StoredResponse))
+        stored = claimed or _stored(caller, key)
         if stored is not None and (claimed or stored.expires_at > moment):
             break
         if stored is not None:
