@@ -11,7 +11,7 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_config
-from loyalty import errors, observability
+from loyalty import console, errors, observability
 from loyalty.extensions import api, db, limiter, login_manager, migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -34,6 +34,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     limiter.init_app(app)
     _init_api(app)
     errors.init_app(app)
+    console.init_app(app)
     app.before_request(_refuse_nul_in_paths)
     app.before_request(_require_json_bodies)
 

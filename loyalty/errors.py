@@ -152,10 +152,18 @@ def init_app(app) -> None:
             response.headers[name] = value
         return response
 
+    def html_page(error: Exception):
+        """The console's own error pages, where a person is looking (`loyalty.console`)."""
+        render = app.extensions.get("html_errors")
+        return render(error) if render else None
+
     def handle_problem(error: Problem):
-        return respond(error.body(), error.headers)
+        page = html_page(error)
+        return page if page is not None else respond(error.body(), error.headers)
 
     def handle_http(error: HTTPException):
+        if (page := html_page(error)) is not None:
+            return page
         status = error.code or 500
         code, title = HTTP_CODES.get(status, (f"http_{status}", error.name))
         detail = error.description or title
@@ -170,6 +178,8 @@ def init_app(app) -> None:
         return respond(problem_body(status, code, title, detail, errors), headers)
 
     def handle_unexpected(error: Exception):
+        if (page := html_page(error)) is not None:
+            return page
         db.session.rollback()
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
         code, title = HTTP_CODES[500]

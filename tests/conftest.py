@@ -4,6 +4,7 @@ names it), emptied after every test, and helpers to act as each kind of caller."
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from itertools import count
@@ -291,3 +292,55 @@ def assert_problem(response, status: int, code: str) -> dict:
     assert body["type"] == f"urn:loyalty:problem:{code}"
     assert body["title"] and body["detail"]
     return body
+
+
+# --- the console and the account pages ---------------------------------------------------------------
+
+_CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, page: str = "/console/") -> str:
+    """The CSRF token of `client`'s session, read from a form on `page` as a browser would."""
+    response = client.get(page)
+    match = _CSRF_INPUT.search(response.get_data(as_text=True))
+    assert match, f"no form with a CSRF token on {page} ({response.status_code})"
+    return match.group(1)
+
+
+def submit(client: FlaskClient, path: str, data: dict | None = None, *, page: str | None = None):
+    """POST a console or account form to `path` with the session's CSRF token (read from `page`, by
+    default the console's or account's front page)."""
+    page = page or ("/account/" if path.startswith("/account") else "/console/")
+    return client.post(path, data={**(data or {}), "csrf_token": csrf_token(client, page)})
+
+
+@pytest.fixture
+def console_client(app: Flask, make_staff) -> Callable[[str], FlaskClient]:
+    """A client signed in to the console through its login form, as a new staff user of `role`."""
+
+    def signed_in(role: str) -> FlaskClient:
+        staff = make_staff(role)
+        client = app.test_client()
+        response = client.post("/console/login", data={
+            "email": staff["email"], "password": PASSWORD, "csrf_token": csrf_token(client, "/console/login")})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        client.staff = staff
+        return client
+
+    return signed_in
+
+
+@pytest.fixture
+def account_client(app: Flask, make_member) -> Callable[..., FlaskClient]:
+    """A client signed in to the account pages through their login form, as a new member."""
+
+    def signed_in(**fields) -> FlaskClient:
+        member = make_member(**fields)
+        client = app.test_client()
+        response = client.post("/account/login", data={
+            "email": member["email"], "password": PASSWORD, "csrf_token": csrf_token(client, "/account/login")})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        client.member = member
+        return client
+
+    return signed_in

@@ -1,0 +1,14 @@
+"""Members. (Placeholder: to be built.)"""
+
+from __future__ import annotations
+
+from flask import render_template
+
+from loyalty.console.access import READERS, staff_page
+from loyalty.console.blueprints import console
+
+
+@console.get("/members", endpoint="members")
+@staff_page(READERS)
+def members():
+    return render_template("console/placeholder.html", title="Members")
