@@ -24,6 +24,7 @@ from loyalty.clock import now, set_source
 from loyalty.extensions import db, limiter
 from loyalty.members import service as members
 from loyalty.rules import service as rules
+from tests.browser import browser, desktop, live_server, phone  # noqa: F401 - fixtures
 
 PASSWORD = "correct horse battery"
 _serial = count(1)

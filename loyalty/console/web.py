@@ -45,7 +45,13 @@ def _template_globals() -> dict:
     from loyalty.console.nav import NAV
 
     return {"can": access.can, "roles": access, "console_nav": NAV, "account_nav": ACCOUNT_NAV,
-            "page_url": page_url}
+            "page_url": page_url, "is_current": is_current}
+
+
+def is_current(endpoint: str) -> bool:
+    """Whether this page belongs to the area `endpoint` opens, for `aria-current` in the navigation."""
+    area = url_for(endpoint)
+    return request.path == area or (not area.endswith("/") and request.path.startswith(area + "/"))
 
 
 def page_url(**changes: str | None) -> str:
