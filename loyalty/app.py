@@ -91,7 +91,9 @@ def _init_auth(app: Flask) -> None:
         model = {"member": Member, "staff": StaffUser}.get(kind)
         if model is None:
             return None
-        return db.session.scalar(db.select(model).where(model.public_id == public_id))
+        user = db.session.scalar(db.select(model).where(model.public_id == public_id))
+        # A deactivated staff user or an erased member loses open sessions too, not just new sign-ins.
+        return user if user is not None and user.is_active else None
 
     @login_manager.unauthorized_handler
     def unauthorized():

@@ -75,3 +75,43 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# Checked in the page itself: what an automated accessibility audit would flag first.
+_AUDIT = """() => {
+  const problems = [];
+  if (!document.documentElement.lang) problems.push("<html> has no lang");
+  const h1 = document.querySelectorAll("h1").length;
+  if (h1 !== 1) problems.push(`${h1} h1 headings`);
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby"))
+      problems.push(`unlabelled ${el.tagName.toLowerCase()} name=${el.name}`);
+  }
+  for (const el of document.querySelectorAll("button, a[href]")) {
+    if (!(el.innerText || el.getAttribute("aria-label") || "").trim()) problems.push(`empty ${el.tagName} ${el.outerHTML.slice(0, 80)}`);
+  }
+  for (const el of document.querySelectorAll("svg:not([aria-hidden=true])")) {
+    if (!el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby")) problems.push("svg without a name");
+  }
+  for (const el of document.querySelectorAll("table")) {
+    if (!el.querySelector("th")) problems.push("table without headers");
+  }
+  const ids = [...document.querySelectorAll("[id]")].map(e => e.id);
+  const dupes = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (dupes.length) problems.push(`duplicate ids ${[...new Set(dupes)].join(", ")}`);
+  return problems;
+}"""
+
+
+def audit(page) -> list[str]:
+    """Accessibility problems on the page: lang, one h1, labelled inputs, named buttons, links and charts,
+    tables with headers, unique ids. An empty list passes."""
+    return page.evaluate(_AUDIT)
+
+
+def look(page, name: str) -> None:
+    """Screenshot the page and check its markup: every page a browser test visits goes through here."""
+    screenshot(page, name)
+    assert audit(page) == [], f"{name}: {audit(page)}"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), \
+        f"{name}: the page scrolls sideways"

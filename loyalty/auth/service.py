@@ -85,3 +85,45 @@ def revoke_api_key(public_id: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = now()
     return key
+
+
+# --- Staff administration (the console's Staff pages) ---------------------------------------------------------------
+# An admin may change anyone but themselves: since only an active admin can make these changes, refusing
+# self-demotion and self-deactivation means the console always keeps at least one active admin.
+
+
+def get_staff(public_id: str) -> StaffUser:
+    staff = db.session.scalar(select(StaffUser).where(StaffUser.public_id == public_id))
+    if staff is None:
+        raise NotFound("No staff user has this id.")
+    return staff
+
+
+def change_staff_role(staff: StaffUser, role: str, *, by: StaffUser) -> StaffUser:
+    """Give `staff` another role; `by` is the admin making the change."""
+    if role not in STAFF_ROLES:
+        raise ValidationProblem(errors={"role": [f"Must be one of: {', '.join(STAFF_ROLES)}."]})
+    if staff.id == by.id and role != staff.role:
+        raise Conflict("You cannot change your own role: ask another admin, so the console is never left "
+                       "without an admin.", code="own_account")
+    staff.role = role
+    db.session.flush()
+    return staff
+
+
+def set_staff_active(staff: StaffUser, active: bool, *, by: StaffUser) -> StaffUser:
+    """Deactivate `staff` (they cannot sign in; a session they have open ends only if the session's user loader
+    refuses inactive users) or reactivate them."""
+    if staff.id == by.id and not active:
+        raise Conflict("You cannot deactivate your own account: ask another admin, so the console is never "
+                       "left without an admin.", code="own_account")
+    staff.active = active
+    db.session.flush()
+    return staff
+
+
+def get_api_key(public_id: str) -> ApiKey:
+    key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == public_id))
+    if key is None:
+        raise NotFound("No API key has this id.")
+    return key

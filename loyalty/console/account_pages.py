@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from flask import current_app, redirect, render_template, request, url_for
+import re
+import secrets
+from typing import Any
+
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
+from loyalty.clock import now
 from loyalty.console.access import member_page, safe_next
 from loyalty.console.blueprints import account
+from loyalty.console.forms import attempt, page_args
+from loyalty.errors import Problem
 from loyalty.extensions import db, limiter
 from loyalty.members import service as members
 from loyalty.members.models import Member
+from loyalty.offers import rewards
+from loyalty.offers import service as offers
+from loyalty.tiers import service as tiers
 
 ACCOUNT_NAV = (("account.home", "Points"), ("account.history", "History"), ("account.coupons", "Coupons"),
                ("account.rewards", "Rewards"))
+
+# What the rewards page puts in each claim form: a resent form (a double tap, a reload) claims once.
+_CLAIM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def _login_limit() -> str:
@@ -47,22 +60,70 @@ def logout():
 @account.get("/", endpoint="home")
 @member_page
 def home():
-    return render_template("account/placeholder.html", title="Your points")
+    summary = members.summary(current_user)
+    return render_template("account/home.html", title="Your points", summary=summary,
+                           progress=_tier_progress(summary["next_tier"]))
+
+
+def _tier_progress(next_tier: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How far the member is on the way to the next tier, measured against its threshold."""
+    if next_tier is None:
+        return None
+    tier = next((t for t in tiers.all_tiers() if t.code == next_tier["code"]), None)
+    if tier is None:
+        return None
+    threshold = max(tier.threshold, 1)  # a <progress> needs a positive max
+    return {"tier": tier, "max": threshold, "value": max(threshold - next_tier["remaining"], 0),
+            "remaining": next_tier["remaining"]}
 
 
 @account.get("/history", endpoint="history")
 @member_page
 def history():
-    return render_template("account/placeholder.html", title="History")
+    page = members.transactions(current_user, **page_args())
+    return render_template("account/history.html", title="Your history", page=page)
 
 
 @account.get("/coupons", endpoint="coupons")
 @member_page
 def coupons():
-    return render_template("account/placeholder.html", title="Coupons")
+    wallet = offers.member_wallet(current_user, now())
+    return render_template("account/coupons.html", title="Your coupons", wallet=wallet)
 
 
 @account.get("/rewards", endpoint="rewards")
 @member_page
-def rewards():
-    return render_template("account/placeholder.html", title="Rewards")
+def rewards_page():
+    return _render_rewards()
+
+
+@account.post("/rewards/<string:reward_id>/claim", endpoint="claim_reward")
+@member_page
+def claim_reward(reward_id: str):
+    reference = f"{current_user.public_id}:{_claim_key()}"  # like the API's claim reference
+
+    def claim() -> tuple[str, str]:
+        _, code = rewards.claim(reward_id, current_user, reference=reference, now=now())
+        return rewards.get_reward(reward_id).name, code.code
+
+    result, problem = attempt(claim)
+    if problem is not None:
+        if problem.status == 404:
+            raise problem  # no such reward: the error page, not the catalog
+        return _render_rewards(problem)
+    name, code = result
+    flash(f"You claimed {name}: your code is {code}.", "success")
+    return redirect(url_for("account.coupons"), 303)
+
+
+def _claim_key() -> str:
+    """The key the rewards page gave this claim's form; a fresh one when the form sent none (or a malformed one)."""
+    key = request.form.get("claim_key", "")
+    return key if _CLAIM_KEY.fullmatch(key) else secrets.token_urlsafe(16)
+
+
+def _render_rewards(problem: Problem | None = None):
+    catalog = rewards.catalog_for(current_user, **page_args())
+    claim_keys = {entry.reward.public_id: secrets.token_urlsafe(16) for entry in catalog["data"]}
+    return render_template("account/rewards.html", title="Rewards", catalog=catalog, claim_keys=claim_keys,
+                           problem=problem), problem.status if problem else 200

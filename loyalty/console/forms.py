@@ -33,6 +33,8 @@ def form_data(schema: Schema, form: Any | None = None) -> dict[str, Any]:
         field = schema.fields.get(name)
         if isinstance(field, fields.List):
             raw[name] = [v for v in form.getlist(name) if v.strip()]
+        elif isinstance(field, fields.Boolean):
+            raw[name] = form.getlist(name)[-1]  # a checkbox sends its hidden "false" first, then "true" if ticked
         elif form[name].strip():
             raw[name] = form[name].strip()
     try:

@@ -34,6 +34,8 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(console)
     app.register_blueprint(account)
+    # Globals, not a context processor: macros imported without context see them too.
+    app.jinja_env.globals.update(_template_globals())
     app.add_template_filter(points_filter, "points")
     app.add_template_filter(money_filter, "money")
     app.add_template_filter(when_filter, "when")
@@ -122,4 +124,3 @@ def when_filter(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
 for _blueprint in (console, account):
     _blueprint.before_request(csrf.protect)
     _blueprint.after_request(_security_headers)
-    _blueprint.context_processor(_template_globals)

@@ -3,6 +3,7 @@ with stock and per-member limits that hold under concurrent claims (the reward r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,3 +86,51 @@ def claim(reward_public_id: str, member: Member, *, reference: str, now: datetim
     db.session.add(claim_row)
     db.session.flush()
     return claim_row, code
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A reward as one member sees it: whether they may claim it now, and if not, why."""
+
+    reward: Reward
+    claimed_by_member: int
+    points_short: int  # how many more available points the member needs; 0 when they can afford it
+    sold_out: bool
+    limit_reached: bool
+
+    @property
+    def affordable(self) -> bool:
+        return self.points_short == 0
+
+    @property
+    def claimable(self) -> bool:
+        return self.affordable and not self.sold_out and not self.limit_reached
+
+
+def catalog_for(member: Member, *, limit: int, starting_after: str | None = None) -> dict:
+    """The rewards `member` may be offered, oldest first: active ones of active offers, each with what stands
+    between the member and a claim. `available` is the member's balance the entries were measured against."""
+    query = select(Reward).join(Offer, Offer.id == Reward.offer_id).where(Reward.active.is_(True),
+                                                                           Offer.active.is_(True))
+    page = paginate(query, Reward, limit=limit, starting_after=starting_after)
+    available = Ledger(db.session).balances(member.id).available
+    ids = [reward.id for reward in page["data"]]
+    mine = dict(db.session.execute(
+        select(RewardClaim.reward_id, func.count()).where(RewardClaim.member_id == member.id,
+                                                          RewardClaim.reward_id.in_(ids))
+        .group_by(RewardClaim.reward_id)).all()) if ids else {}
+    entries = [CatalogEntry(
+        reward=reward, claimed_by_member=mine.get(reward.id, 0),
+        points_short=max(reward.points_cost - available, 0),
+        sold_out=reward.stock is not None and reward.claimed >= reward.stock,
+        limit_reached=reward.per_member_limit is not None and mine.get(reward.id, 0) >= reward.per_member_limit)
+        for reward in page["data"]]
+    return {"data": entries, "has_more": page["has_more"], "available": available}
+
+
+def offers_of(reward_list: list[Reward]) -> dict[int, Offer]:
+    """The offers behind a page of rewards, by offer id, in one query."""
+    ids = {reward.offer_id for reward in reward_list}
+    if not ids:
+        return {}
+    return {offer.id: offer for offer in db.session.scalars(select(Offer).where(Offer.id.in_(ids)))}

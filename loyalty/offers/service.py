@@ -4,6 +4,7 @@ state (the decision itself is `loyalty.offers.engine`, pure). Adds and flushes; 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,8 +41,8 @@ def get_offer(public_id: str) -> Offer:
     return offer
 
 
-def list_offers(*, limit: int, starting_after: str | None = None) -> dict:
-    return paginate(select(Offer), Offer, limit=limit, starting_after=starting_after)
+def list_offers(*, limit: int, starting_after: str | None = None, newest_first: bool = False) -> dict:
+    return paginate(select(Offer), Offer, limit=limit, starting_after=starting_after, newest_first=newest_first)
 
 
 def _check(fields: dict[str, Any]) -> None:
@@ -165,11 +166,15 @@ def find_code(code: str) -> OfferCode | None:
     return db.session.scalar(select(OfferCode).where(OfferCode.code == normalise_code(code)))
 
 
+def _counting_uses(now: datetime):
+    """The uses that count toward the limits at `now`: consumed, and reserved ones that have not expired."""
+    return or_(CouponUse.status == "consumed",
+               (CouponUse.status == "reserved") & or_(CouponUse.expires_at.is_(None), CouponUse.expires_at > now))
+
+
 def uses(offer: Offer, member: Member | None, now: datetime) -> tuple[int, int]:
     """Uses that count toward the limits: consumed, and reserved ones that have not expired."""
-    counting = or_(CouponUse.status == "consumed",
-                   (CouponUse.status == "reserved") & or_(CouponUse.expires_at.is_(None), CouponUse.expires_at > now))
-    base = select(func.count()).select_from(CouponUse).where(CouponUse.offer_id == offer.id, counting)
+    base = select(func.count()).select_from(CouponUse).where(CouponUse.offer_id == offer.id, _counting_uses(now))
     total = db.session.scalar(base)
     mine = db.session.scalar(base.where(CouponUse.member_id == member.id)) if member else 0
     return total, mine
@@ -288,3 +293,142 @@ def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta
                         "opens_at": opens_at, "open": opens_at is None or opens_at <= now,
                         "expires_at": min((t for t in (offer.ends_at, code.expires_at) if t), default=None)})
     return coupons
+
+
+# --- what the staff console shows ----------------------------------------------------------------------
+
+def offer_status(offer: Offer, now: datetime) -> str:
+    """`inactive`, `scheduled` (public start ahead), `ended`, or `live`."""
+    if not offer.active:
+        return "inactive"
+    if offer.starts_at is not None and offer.starts_at > now:
+        return "scheduled"
+    if offer.ends_at is not None and offer.ends_at <= now:
+        return "ended"
+    return "live"
+
+
+def offer_summaries(offer_list: list[Offer], now: datetime) -> dict[int, dict[str, Any]]:
+    """For a page of offers, by offer id: its public codes, how many unique codes it has, and its uses
+    that count toward the limits. A few grouped queries, whatever the page's length."""
+    ids = [offer.id for offer in offer_list]
+    summaries: dict[int, dict[str, Any]] = {i: {"public_codes": [], "unique_codes": 0, "uses": 0} for i in ids}
+    if not ids:
+        return summaries
+    for offer_id, code in db.session.execute(
+            select(OfferCode.offer_id, OfferCode.code)
+            .where(OfferCode.offer_id.in_(ids), OfferCode.kind == "public").order_by(OfferCode.id)):
+        summaries[offer_id]["public_codes"].append(code)
+    for offer_id, total in db.session.execute(
+            select(OfferCode.offer_id, func.count()).where(OfferCode.offer_id.in_(ids), OfferCode.kind == "unique")
+            .group_by(OfferCode.offer_id)):
+        summaries[offer_id]["unique_codes"] = total
+    for offer_id, total in db.session.execute(
+            select(CouponUse.offer_id, func.count()).where(CouponUse.offer_id.in_(ids), _counting_uses(now))
+            .group_by(CouponUse.offer_id)):
+        summaries[offer_id]["uses"] = total
+    return summaries
+
+
+def offer_choices(*, limit: int = 200, including: str | None = None) -> list[Offer]:
+    """Active offers, newest first and at most `limit` of them, for choosing one in a form; `including`
+    (a public id) is among them whatever its age, so a form can preselect it."""
+    chosen = list(db.session.scalars(select(Offer).where(Offer.active.is_(True)).order_by(Offer.id.desc())
+                                     .limit(limit)))
+    if including and all(offer.public_id != including for offer in chosen):
+        extra = db.session.scalar(select(Offer).where(Offer.public_id == including))
+        if extra is not None:
+            chosen.insert(0, extra)
+    return chosen
+
+
+def _code_rows(codes: list[OfferCode], now: datetime) -> list[dict[str, Any]]:
+    """Codes with their owner's public id and their uses that count toward the limits."""
+    owner_ids = {code.member_id for code in codes if code.member_id}
+    owners = dict(db.session.execute(select(Member.id, Member.public_id).where(Member.id.in_(owner_ids)))
+                  .all()) if owner_ids else {}
+    code_ids = [code.id for code in codes]
+    used = dict(db.session.execute(
+        select(CouponUse.code_id, func.count()).where(CouponUse.code_id.in_(code_ids), _counting_uses(now))
+        .group_by(CouponUse.code_id)).all()) if code_ids else {}
+    return [{"code": code, "member_id": owners.get(code.member_id), "uses": used.get(code.id, 0)} for code in codes]
+
+
+def code_page(offer: Offer, *, limit: int, starting_after: str | None = None, now: datetime) -> dict:
+    """`list_codes`, each row with its owner's public id and its uses."""
+    page = list_codes(offer, limit=limit, starting_after=starting_after)
+    return {**page, "data": _code_rows(page["data"], now)}
+
+
+def code_batches(offer: Offer, *, now: datetime, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+    """Every code of the offer in id order, `batch_size` at a time (a keyset read per batch), so an export
+    of 100,000 codes never holds them all in memory."""
+    last_id = 0
+    while True:
+        codes = list(db.session.scalars(select(OfferCode).where(OfferCode.offer_id == offer.id, OfferCode.id > last_id)
+                                        .order_by(OfferCode.id).limit(batch_size)))
+        if not codes:
+            return
+        yield _code_rows(codes, now)
+        # The rows are written out; let the session forget them, or it grows with the export.
+        for code in codes:
+            db.session.expunge(code)
+        last_id = codes[-1].id
+        if len(codes) < batch_size:
+            return
+
+
+PAST_COUPONS_SHOWN = 10
+
+
+def member_wallet(member: Member, now: datetime, *, soon: timedelta = timedelta(days=7),
+                  past: int = PAST_COUPONS_SHOWN) -> dict[str, list[dict[str, Any]]]:
+    """The member's coupons page. `usable`: `member_coupons` the member still has a use of, ready ones first,
+    each group newest first, each with its `state` ("open" or "upcoming") and `early_access` (it opens for
+    them before it opens to everyone). `past`: the ones they have no use left of ("used": their per-member
+    limit; "all_used": the offer's total limit), then their own codes that expired or were withdrawn, latest
+    first, at most `past` of those."""
+    current = member_coupons(member, now, soon=soon)
+    total, mine = _uses_by_offer({coupon["offer"].id for coupon in current}, member, now)
+    usable, used = [], []
+    for coupon in reversed(current):
+        offer = coupon["offer"]
+        coupon["uses"] = mine.get(offer.id, 0)
+        coupon["early_access"] = (coupon["opens_at"] is not None and offer.starts_at is not None
+                                  and coupon["opens_at"] < offer.starts_at)
+        if offer.usage_limit_per_member is not None and coupon["uses"] >= offer.usage_limit_per_member:
+            used.append({**coupon, "state": "used"})
+        elif offer.usage_limit_total is not None and total.get(offer.id, 0) >= offer.usage_limit_total:
+            used.append({**coupon, "state": "all_used"})
+        else:
+            usable.append({**coupon, "state": "open" if coupon["open"] else "upcoming"})
+    usable.sort(key=lambda coupon: coupon["state"] != "open")  # ready ones first, each group newest first
+    return {"usable": usable, "past": used + _ended_codes(member, now, past)}
+
+
+def _uses_by_offer(offer_ids: set[int], member: Member, now: datetime) -> tuple[dict[int, int], dict[int, int]]:
+    """Counting uses per offer: everyone's, and `member`'s own."""
+    if not offer_ids:
+        return {}, {}
+    query = (select(CouponUse.offer_id, func.count()).where(CouponUse.offer_id.in_(offer_ids), _counting_uses(now))
+             .group_by(CouponUse.offer_id))
+    total = dict(db.session.execute(query).all())
+    mine = dict(db.session.execute(query.where(CouponUse.member_id == member.id)).all())
+    return total, mine
+
+
+def _ended_codes(member: Member, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """The member's own codes that can no longer be used: expired, or withdrawn by staff; latest first."""
+    rows = db.session.execute(
+        select(OfferCode, Offer).join(Offer, Offer.id == OfferCode.offer_id)
+        .where(OfferCode.member_id == member.id,
+               or_(Offer.active.is_(False), OfferCode.active.is_(False), Offer.ends_at <= now,
+                   OfferCode.expires_at <= now))
+        .order_by(OfferCode.id.desc()).limit(limit)).all()
+    ended = []
+    for code, offer in rows:
+        expires_at = min((t for t in (offer.ends_at, code.expires_at) if t), default=None)
+        ended.append({"code": code.code, "offer": offer, "assigned": True, "opens_at": None, "open": False,
+                      "expires_at": expires_at, "early_access": False, "uses": None,
+                      "state": "expired" if expires_at is not None and expires_at <= now else "withdrawn"})
+    return ended
