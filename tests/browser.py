@@ -88,7 +88,8 @@ _AUDIT = """() => {
       problems.push(`unlabelled ${el.tagName.toLowerCase()} name=${el.name}`);
   }
   for (const el of document.querySelectorAll("button, a[href]")) {
-    if (!(el.innerText || el.getAttribute("aria-label") || "").trim()) problems.push(`empty ${el.tagName} ${el.outerHTML.slice(0, 80)}`);
+    const name = (el.innerText || el.getAttribute("aria-label") || "").trim();
+    if (!name) problems.push(`empty ${el.outerHTML.slice(0, 80)}`);
   }
   for (const el of document.querySelectorAll("svg:not([aria-hidden=true])")) {
     if (!el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby")) problems.push("svg without a name");

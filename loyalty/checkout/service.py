@@ -37,6 +37,7 @@ from loyalty.members.models import Member
 from loyalty.offers import engine as offer_engine
 from loyalty.offers import service as offers
 from loyalty.offers.models import Offer
+from loyalty.pagination import paginate
 from loyalty.rules import engine
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
@@ -217,6 +218,12 @@ def get_redemption(public_id: str, *, lock: bool = False) -> Redemption:
     if redemption is None:
         raise NotFound("No redemption has this id.")
     return redemption
+
+
+def member_redemptions(member: Member, *, limit: int, starting_after: str | None = None) -> dict:
+    """A member's redemptions, newest first, one page at a time."""
+    return paginate(select(Redemption).where(Redemption.member_id == member.id), Redemption, limit=limit,
+                    starting_after=starting_after, newest_first=True)
 
 
 def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timedelta) -> Redemption:

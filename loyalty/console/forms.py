@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ T = TypeVar("T")
 
 PAGE_SIZE = 25
 _NOT_FIELDS = {"csrf_token", "submit"}
+_WHOLE_NUMBER = re.compile(r"[+-]?\d{1,18}")
 
 
 def form_data(schema: Schema, form: Any | None = None) -> dict[str, Any]:
@@ -36,11 +38,19 @@ def form_data(schema: Schema, form: Any | None = None) -> dict[str, Any]:
         elif isinstance(field, fields.Boolean):
             raw[name] = form.getlist(name)[-1]  # a checkbox sends its hidden "false" first, then "true" if ticked
         elif form[name].strip():
-            raw[name] = form[name].strip()
+            raw[name] = _typed(field, form[name].strip())
     try:
         return schema.load(raw)
     except MarshmallowError as error:
         raise ValidationProblem(errors=flatten_messages(error.messages)) from None
+
+
+def _typed(field: fields.Field | None, text: str) -> Any:
+    """Forms send text; the API's schemas take integers strictly (no "100" for 100 in JSON). A whole number
+    typed into a form is a number, anything else is left for the schema to refuse."""
+    if isinstance(field, fields.Integer) and _WHOLE_NUMBER.fullmatch(text):
+        return int(text)
+    return text
 
 
 def attempt(action: Callable[[], T]) -> tuple[T | None, Problem | None]:

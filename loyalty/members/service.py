@@ -16,11 +16,13 @@ from loyalty.clock import now
 from loyalty.db import random_string
 from loyalty.errors import Conflict, NotFound, Problem, ValidationProblem
 from loyalty.extensions import db
+from loyalty.ledger.models import Account
 from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member, MemberConsent
 from loyalty.pagination import paginate
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
+from loyalty.tiers.models import MemberTier, Tier
 from loyalty.webhooks import outbox
 
 # No 0/O, 1/I/L or U/V look-alikes: codes are read aloud and typed from receipts.
@@ -153,6 +155,31 @@ def search(*, limit: int, starting_after: str | None = None, q: str | None = Non
             func.lower(Member.name).contains(needle, autoescape=True),
         ))
     return paginate(query, Member, limit=limit, starting_after=starting_after)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a list of members shows beside each one."""
+
+    available: int
+    tier: str | None
+
+
+def standings(page: list[Member]) -> dict[int, Standing]:
+    """Available points (the cached balance) and tier name of each member on a page of results: two
+    queries, whatever the page's size. Members without a tier row are in the base tier."""
+    ids = [member.id for member in page]
+    if not ids:
+        return {}
+    available = dict(db.session.execute(
+        select(Account.member_id, Account.balance).where(Account.member_id.in_(ids), Account.kind == "available")
+    ).all())
+    tier_names = dict(db.session.execute(
+        select(MemberTier.member_id, Tier.name).join(Tier, Tier.id == MemberTier.tier_id)
+        .where(MemberTier.member_id.in_(ids))
+    ).all())
+    base = db.session.scalar(select(Tier.name).where(Tier.rank == 0)) if len(tier_names) < len(ids) else None
+    return {i: Standing(available.get(i, 0), tier_names.get(i, base)) for i in ids}
 
 
 def set_status(member: Member, status: str) -> Member:

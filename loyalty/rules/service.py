@@ -4,6 +4,7 @@ what it decided. Adds and flushes; never commits."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,10 +69,16 @@ def create_draft(document: dict, *, note: str | None, staff_id: int | None) -> R
     raise Conflict("Could not number the new version; try again.")
 
 
-def update_draft(version: int, document: dict, *, note: str | None) -> RuleVersion:
+def get_draft(version: int) -> RuleVersion:
+    """A version that may still change; a published one is a conflict."""
     draft = get_version(version)
     if draft.status != "draft":
         raise Conflict("A published version cannot change; create a new draft.", code="version_published")
+    return draft
+
+
+def update_draft(version: int, document: dict, *, note: str | None) -> RuleVersion:
+    draft = get_draft(version)
     draft.document = dump_document(validated(document))
     draft.note = note
     db.session.flush()
@@ -223,3 +230,53 @@ def impact(version: RuleVersion, *, last: int, now: datetime) -> dict[str, Any]:
     current = sum(order.points_earned for order in orders)
     return {"version": version.version, "orders": len(orders), "current_points": current,
             "proposed_points": proposed, "change": proposed - current}
+
+
+# --- for the console's editors ------------------------------------------------------------------------
+
+# The smallest valid document: one earning rate, every other setting at its default.
+STARTER_DOCUMENT: dict[str, Any] = {"earn": {"rates": {"usd": "1"}}}
+
+# The settings the console edits in a form, as paths into the document; the JSON editor covers the rest.
+MAIN_SETTINGS = ("earn.rates", "earn.pending_days", "expiry", "redeem.point_values", "redeem.min_points",
+                 "redeem.step", "redeem.max_share_percent")
+
+
+def starting_document(version: int | None, now: datetime) -> tuple[dict[str, Any], int | None]:
+    """What a new draft starts from, and the version it is a copy of: the given version, else the one in
+    force, else (None) the starter document with every default written out."""
+    source = get_version(version) if version is not None else in_force(now)
+    if source is not None:
+        return copy.deepcopy(source.document), source.version
+    return dump_document(validate_document(STARTER_DOCUMENT)), None
+
+
+def main_settings(document: dict[str, Any]) -> dict[str, Any]:
+    """The main settings of a stored document, by path (`"earn.pending_days": 14`); absent ones are None."""
+    settings = {}
+    for path in MAIN_SETTINGS:
+        value: Any = document
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        settings[path] = copy.deepcopy(value)
+    return settings
+
+
+def with_main_settings(document: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `document` with the given main settings written in. None drops a setting, so its default
+    applies. Not validated here: `create_draft` and `update_draft` validate whatever they store."""
+    changed = copy.deepcopy(document)
+    for path, value in settings.items():
+        if path not in MAIN_SETTINGS:
+            raise ValueError(f"{path} is not one of the main settings")
+        *parents, last = path.split(".")
+        section = changed
+        for key in parents:
+            if not isinstance(section.get(key), dict):
+                section[key] = {}
+            section = section[key]
+        if value is None:
+            section.pop(last, None)
+        else:
+            section[last] = copy.deepcopy(value)
+    return changed

@@ -292,3 +292,25 @@ def history(member: Member) -> list[dict[str, Any]]:
     return [{"from": names.get(c.from_tier_id), "to": names[c.to_tier_id], "reason": c.reason, "at": c.at}
             for c in db.session.scalars(select(TierChange).where(TierChange.member_id == member.id)
                                         .order_by(TierChange.id.desc()))]
+
+
+# --- for the console ----------------------------------------------------------------------------------
+
+def member_counts(tiers: list[Tier]) -> dict[int, int]:
+    """Members in each tier, by tier id; erased members are left out. A member with no tier row is in the
+    base tier. Two grouped counts, whatever the number of members."""
+    in_rows = dict(db.session.execute(
+        select(MemberTier.tier_id, func.count()).join(Member, Member.id == MemberTier.member_id)
+        .where(Member.status != "erased").group_by(MemberTier.tier_id)).all())
+    base = next((t for t in tiers if t.rank == 0), None)
+    if base is not None:
+        without_row = db.session.scalar(
+            select(func.count()).select_from(Member).outerjoin(MemberTier, MemberTier.member_id == Member.id)
+            .where(MemberTier.member_id.is_(None), Member.status != "erased"))
+        in_rows[base.id] = in_rows.get(base.id, 0) + int(without_row or 0)
+    return {t.id: int(in_rows.get(t.id, 0)) for t in tiers}
+
+
+def grace_days(tier: Tier) -> int:
+    """Days a member keeps this tier after last qualifying: the configured grace, else one window."""
+    return _grace(tier).days

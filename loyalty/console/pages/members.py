@@ -1,14 +1,121 @@
-"""Members. (Placeholder: to be built.)"""
+"""Members: look-up, the member page (points, tier, journal, coupons, redemptions), point adjustments and
+suspension. Every staff role reads; support and admins change."""
 
 from __future__ import annotations
 
-from flask import render_template
+import secrets
+from typing import Any
 
-from loyalty.console.access import READERS, staff_page
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from loyalty.checkout import service as checkout
+from loyalty.clock import now
+from loyalty.console.access import MEMBER_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
+from loyalty.console.forms import attempt, form_data, page_args
+from loyalty.errors import ValidationProblem
+from loyalty.members import service as members
+from loyalty.members.models import Member
+from loyalty.members.schemas import AdjustmentSchema
+from loyalty.offers import service as offers
+from loyalty.tiers import service as tiers
+
+MAX_QUERY = 254  # as the API's member search
+REDEMPTIONS_PAGE = 10
+TIER_CHANGES_SHOWN = 10
+COUPONS_SHOWN = 20
 
 
 @console.get("/members", endpoint="members")
 @staff_page(READERS)
-def members():
-    return render_template("console/placeholder.html", title="Members")
+def members_list():
+    q = request.args.get("q", "").strip()
+    if len(q) > MAX_QUERY:
+        return render_template("console/members/index.html", title="Members", q=q, page=None, standings={},
+                               errors={"q": [f"At most {MAX_QUERY} characters."]}), 422
+    page = members.search(q=q or None, **page_args())
+    return render_template("console/members/index.html", title="Members", q=q, page=page,
+                           standings=members.standings(page["data"]), errors={})
+
+
+@console.get("/members/<member_id>", endpoint="member")
+@staff_page(READERS)
+def member_page(member_id: str):
+    return _member_page(members.get_member(member_id))
+
+
+@console.post("/members/<member_id>/adjust", endpoint="member_adjust")
+@staff_page(MEMBER_WRITERS)
+def adjust(member_id: str):
+    member = members.get_member(member_id)
+
+    def action():
+        data = form_data(_adjustment_schema())
+        # A fresh reference per submission, as the API's: the redirect after success keeps a reload from
+        # sending it again.
+        return members.adjust_points(member, data["points"], data["reason"],
+                                     reference=f"adjust:req_{secrets.token_hex(12)}", staff_id=current_user.id,
+                                     expires_at=data.get("expires_at"))
+
+    txn, problem = attempt(action)
+    if problem:
+        return _member_page(member, status=problem.status, problem=problem, problem_form="adjust",
+                            errors=problem.errors or {}, adjustment=request.form)
+    flash(f"{txn.points:+,} points adjusted. Available now: {txn.available_after:,}.", "success")
+    return redirect(url_for("console.member", member_id=member.public_id), 303)
+
+
+@console.post("/members/<member_id>/suspend", endpoint="member_suspend")
+@staff_page(MEMBER_WRITERS)
+def suspend(member_id: str):
+    return _set_status(member_id, "suspended", "Member suspended: they keep their points but may not spend them.")
+
+
+@console.post("/members/<member_id>/reinstate", endpoint="member_reinstate")
+@staff_page(MEMBER_WRITERS)
+def reinstate(member_id: str):
+    return _set_status(member_id, "active", "Member reinstated: they may spend their points again.")
+
+
+def _set_status(member_id: str, status: str, message: str):
+    member = members.get_member(member_id)
+    _, problem = attempt(lambda: members.set_status(member, status))
+    if problem:
+        return _member_page(member, status=problem.status, problem=problem, problem_form="status")
+    flash(message, "success")
+    return redirect(url_for("console.member", member_id=member.public_id), 303)
+
+
+def _adjustment_schema() -> AdjustmentSchema:
+    """The API's own schema, but taking points as typed: a form sends every input as text."""
+    schema = AdjustmentSchema()
+    schema.fields["points"].strict = False
+    return schema
+
+
+def _member_page(member: Member, *, status: int = 200, **form: Any):
+    """The member page; a refused form comes back on it with its problem and the values sent."""
+    history = tiers.history(member)
+    coupons = offers.member_coupons(member, now())
+    context = {
+        "title": member.email or member.public_id,
+        "member": member,
+        "summary": members.summary(member),
+        "tier_changes": history[:TIER_CHANGES_SHOWN],
+        "more_tier_changes": max(len(history) - TIER_CHANGES_SHOWN, 0),
+        "journal": members.transactions(member, **page_args()),
+        "redemptions": checkout.member_redemptions(member, limit=REDEMPTIONS_PAGE,
+                                                   starting_after=_cursor("redemptions_after")),
+        "coupons": coupons[:COUPONS_SHOWN],
+        "more_coupons": max(len(coupons) - COUPONS_SHOWN, 0),
+        "problem": None, "problem_form": None, "errors": {}, "adjustment": {},
+    }
+    return render_template("console/members/show.html", **{**context, **form}), status
+
+
+def _cursor(name: str) -> str | None:
+    value = request.args.get(name, "").strip()
+    if len(value) > 64:
+        raise ValidationProblem(errors={name: ["Not an id in this list."]})
+    return value or None
