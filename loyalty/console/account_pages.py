@@ -6,15 +6,16 @@ import re
 import secrets
 from typing import Any
 
-from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, logout_user
 
 from loyalty.clock import now
-from loyalty.console.access import member_page, safe_next
+from loyalty.console.access import member_page
 from loyalty.console.blueprints import account
 from loyalty.console.forms import attempt, page_args
+from loyalty.console.sign_in import login_limit, sign_in
 from loyalty.errors import Problem
-from loyalty.extensions import db, limiter
+from loyalty.extensions import limiter
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import rewards
@@ -28,27 +29,11 @@ ACCOUNT_NAV = (("account.home", "Points"), ("account.history", "History"), ("acc
 _CLAIM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"]
-
-
 @account.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
+@limiter.limit(login_limit, methods=["POST"])
 def login():
-    target = safe_next(request.values.get("next"), "/account/", url_for("account.home"))
-    if request.method == "GET":
-        if isinstance(current_user, Member):
-            return redirect(target)
-        return render_template("account/login.html", next=target)
-    email, password = request.form.get("email", "").strip(), request.form.get("password", "")
-    try:
-        member = members.authenticate(email[:254], password[:1024])
-    except members.InvalidCredentials as problem:
-        db.session.rollback()
-        return render_template("account/login.html", next=target, email=email, error=problem.detail), 401
-    db.session.commit()
-    login_user(member)
-    return redirect(target)
+    return sign_in(area="account", heading="Sign in to your rewards", kind=Member,
+                   authenticate=members.authenticate, home="account.home")
 
 
 @account.post("/logout")

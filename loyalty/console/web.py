@@ -46,8 +46,11 @@ def _template_globals() -> dict:
     from loyalty.console.account_pages import ACCOUNT_NAV
     from loyalty.console.nav import NAV
 
-    return {"can": access.can, "roles": access, "console_nav": NAV, "account_nav": ACCOUNT_NAV,
-            "page_url": page_url, "is_current": is_current}
+    def visible_nav() -> list[tuple[str, str]]:
+        return [(endpoint, label) for endpoint, label, allowed in NAV if access.can(allowed)]
+
+    return {"can": access.can, "roles": access, "account_nav": ACCOUNT_NAV, "page_url": page_url,
+            "is_current": is_current, "visible_nav": visible_nav}
 
 
 def is_current(endpoint: str) -> bool:

@@ -1,0 +1,35 @@
+"""Signing in, the same for staff (console) and members (account pages): one form, throttled, never
+redirecting anywhere but back into its own area."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import current_app, redirect, render_template, request, url_for
+from flask_login import current_user, login_user
+
+from loyalty.console.access import safe_next
+from loyalty.errors import Problem
+from loyalty.extensions import db
+
+
+def login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"]
+
+
+def sign_in(*, area: str, heading: str, kind: type, authenticate: Callable[[str, str], object], home: str):
+    """The login view of `area` ("console" or "account"): the form on GET; on POST, `authenticate` and go to
+    `next` (or `home`). Wrong credentials show the form again, answered 401."""
+    target = safe_next(request.values.get("next"), f"/{area}/", url_for(home))
+    page = {"area": area, "heading": heading, "next": target}
+    if request.method == "GET":
+        return redirect(target) if isinstance(current_user, kind) else render_template("_login.html", **page)
+    email, password = request.form.get("email", "").strip(), request.form.get("password", "")
+    try:
+        user = authenticate(email[:254], password[:1024])
+    except Problem as problem:
+        db.session.rollback()
+        return render_template("_login.html", **page, email=email, error=problem.detail), problem.status
+    db.session.commit()
+    login_user(user)
+    return redirect(target)
