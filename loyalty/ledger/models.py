@@ -57,6 +57,8 @@ class JournalTransaction(Base):
     __table_args__ = (
         CheckConstraint(_in("kind", TRANSACTION_KINDS), name="kind"),
         Index("ix_ledger_transactions_member_id_id", "member_id", "id"),
+        # Reports and the dashboard read the journal by period.
+        Index("ix_ledger_transactions_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
