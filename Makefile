@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint migrate seed serve clean bench-ledger bench-checkout bench-worker
+.PHONY: run test lint migrate seed serve clean bench-ledger bench-checkout bench-worker bench-reports
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ bench-checkout: $(VENV)/.installed
 bench-worker: $(VENV)/.installed
 	$(BIN)/python -m bench.worker_bench --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),30) \
 		--events $(or $(EVENTS),2000)
+
+# Reports on PostgreSQL: summary (a month, a year) and liability at MEMBERS=1000000 (10 journal rows each).
+bench-reports: $(VENV)/.installed
+	$(BIN)/python -m bench.reports_bench --members $(or $(MEMBERS),1000000) --earns $(or $(EARNS),10)

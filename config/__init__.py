@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
@@ -73,6 +74,9 @@ class Config:
     # `points.expiring` is sent this many days before points expire, once per lot.
     EXPIRY_REMINDER_DAYS = 7
 
+    # The program's calendar: report days, weeks and months begin at local midnight here. An IANA name.
+    PROGRAM_TIMEZONE = "UTC"
+
     API_TITLE = "Loyalty API"
     API_VERSION = "v1"
     OPENAPI_VERSION = "3.0.3"
@@ -84,6 +88,7 @@ class Config:
 
     def validate(self) -> None:
         """Refuse settings that must never reach a running service."""
+        _check_timezone(self.PROGRAM_TIMEZONE)
 
 
 class DevelopmentConfig(Config):
@@ -107,10 +112,23 @@ class ProductionConfig(Config):
     WEBHOOK_ALLOW_PRIVATE_URLS = False
 
     def validate(self) -> None:
+        super().validate()
         if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY:
             raise RuntimeError("LOYALTY_SECRET_KEY must be set to a secret of your own in production")
         if len(self.SECRET_KEY) < 32:
             raise RuntimeError("LOYALTY_SECRET_KEY must be at least 32 characters long")
+
+
+def _check_timezone(name: object) -> None:
+    """PROGRAM_TIMEZONE must name a zone of the IANA database: a typo must not shift every report's days."""
+    if isinstance(name, str) and name:
+        try:
+            ZoneInfo(name)
+            return
+        except (ZoneInfoNotFoundError, ValueError):  # ValueError: not even a zone key, such as "../x"
+            pass
+    raise RuntimeError(f"LOYALTY_PROGRAM_TIMEZONE must be an IANA time zone name such as 'Europe/Paris', "
+                       f"not {name!r}")
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -101,11 +101,14 @@ def _init_auth(app: Flask) -> None:
 
 
 def _init_api(app: Flask) -> None:
+    from loyalty.audit.api import blp as audit_blp
     from loyalty.auth.api import blp as auth_blp
     from loyalty.checkout.api import blp as checkout_blp
     from loyalty.members.api import blp as members_blp
     from loyalty.offers.api import blp as offers_blp
     from loyalty.offers.api import rewards_blp
+    from loyalty.privacy.api import blp as privacy_blp
+    from loyalty.reports.api import blp as reports_blp
     from loyalty.rules.api import blp as rules_blp
     from loyalty.rules.document import DecimalString
     from loyalty.tiers.api import blp as tiers_blp
@@ -123,7 +126,7 @@ def _init_api(app: Flask) -> None:
          "description": "A member or staff session from a login endpoint."},
     )
     for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, offers_blp, rewards_blp, checkout_blp,
-                      webhooks_blp, endpoints_blp):
+                      webhooks_blp, endpoints_blp, audit_blp, privacy_blp, reports_blp):
         api.register_blueprint(blueprint)
 
     @app.get("/docs/assets/<path:filename>")

@@ -3,6 +3,8 @@
 `@write` sits between `@require` and the request parsing of a view:
 
 - the view adds and flushes; `@write` commits when it answers 2xx and rolls back otherwise;
+- a staff member's or an API key's unit of work is audited: one `audit_log` entry, committed with it
+  (`loyalty.audit.service`); a rolled-back one leaves none;
 - with an `Idempotency-Key`, the key is claimed (a row unique per caller and key) in the same transaction
   as the effect, and the answer is stored with it before the commit. A retry with the same request
   replays the stored answer; with another request it is `409 idempotency_key_reused`. Two retries racing
@@ -24,6 +26,7 @@ from sqlalchemy import Index, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
+from loyalty.audit import service as audit
 from loyalty.batches import KeepGoing, always
 from loyalty.clock import now
 from loyalty.db import UTCDateTime
@@ -70,18 +73,20 @@ def write(view: Callable | None = None, *, key_required: bool = False) -> Callab
         stored = _claim(key) if key else None
         if stored is not None and stored.status_code is not None:
             return _replay(stored)
-        try:
-            response = current_app.make_response(view(*args, **kwargs))
-        except BaseException:
-            db.session.rollback()
-            raise
-        if not 200 <= response.status_code < 300:
-            db.session.rollback()
+        with audit.capturing(audit.request_actor()) as capture:  # staff and API keys; members are not audited
+            try:
+                response = current_app.make_response(view(*args, **kwargs))
+            except BaseException:
+                db.session.rollback()
+                raise
+            if not 200 <= response.status_code < 300:
+                db.session.rollback()
+                return response
+            if stored is not None:
+                stored.status_code, stored.body = response.status_code, response.get_data(as_text=True)
+            capture.record(response.status_code)
+            db.session.commit()
             return response
-        if stored is not None:
-            stored.status_code, stored.body = response.status_code, response.get_data(as_text=True)
-        db.session.commit()
-        return response
 
     wrapper.is_unit_of_work = True
     return wrapper

@@ -55,6 +55,7 @@ MEMBER_WRITERS = frozenset({"key:members:write", "staff:support", "staff:admin"}
 SUPPORT = frozenset({"key:admin", "staff:support", "staff:admin"})
 MANAGERS = frozenset({"key:admin", "staff:manager", "staff:admin"})
 CHECKOUT = frozenset({"key:checkout", "staff:admin"})
+ANALYSTS = frozenset({"key:admin", "staff:analyst", "staff:admin"})
 
 ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/me": frozenset({MEMBER}),
@@ -65,6 +66,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "GET /v1/admin/members/{id}/tier-history": SUPPORT,
     "POST /v1/admin/members/{id}/suspend": SUPPORT,
     "POST /v1/admin/members/{id}/reinstate": SUPPORT,
+    "GET /v1/me/consents": frozenset({MEMBER}),
+    "POST /v1/me/consents": frozenset({MEMBER}),
+    "GET /v1/members/{id}/consents": MEMBER_READERS,
+    "POST /v1/members/{id}/consents": MEMBER_WRITERS,
+    "GET /v1/me/export": frozenset({MEMBER}),
+    "GET /v1/admin/members/{id}/export": SUPPORT,
+    "DELETE /v1/me": frozenset({MEMBER}),
+    "POST /v1/admin/members/{id}/erase": SUPPORT,
     "POST /v1/members/{id}/events": MEMBER_WRITERS,
     "GET /v1/admin/rules": MANAGERS,
     "POST /v1/admin/rules": MANAGERS,
@@ -110,6 +119,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "PATCH /v1/admin/webhook-endpoints/{id}": ADMINS,
     "GET /v1/admin/webhook-endpoints/{id}/deliveries": ADMINS,
     "POST /v1/admin/webhook-endpoints/{id}/deliveries/{id}/replay": ADMINS,
+    "GET /v1/admin/reports/summary": ANALYSTS,
+    "GET /v1/admin/reports/liability": ANALYSTS,
+    "GET /v1/admin/audit-log": ADMINS,
 }
 
 # Endpoints anyone may call; every other /v1 endpoint must appear in ALLOWED.
@@ -175,6 +187,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
         "POST /v1/admin/api-keys": lambda: {"name": "shop server", "scopes": ["checkout"]},
         "POST /v1/admin/members/{id}/adjustments": lambda: {"points": 10, "reason": "goodwill"},
         "POST /v1/members/{id}/events": lambda: {"type": "review"},
+        "POST /v1/me/consents": lambda: {"purpose": "sms", "granted": True},
+        "POST /v1/members/{id}/consents": lambda: {"purpose": "sms", "granted": True},
         "POST /v1/admin/rules": lambda: {"document": RULES},
         "POST /v1/admin/tiers": lambda: BASE_TIER,
         "PATCH /v1/admin/tiers/{id}": lambda: {"name": "Renamed"},
@@ -218,10 +232,15 @@ ACTIONS = frozenset({"POST /v1/admin/members/{id}/suspend", "POST /v1/admin/memb
                      "POST /v1/admin/rules/{id}/publish", "POST /v1/admin/rules/simulate",
                      "POST /v1/checkout/quote", "POST /v1/redemptions/{id}/capture",
                      "POST /v1/redemptions/{id}/cancel",
-                     "POST /v1/admin/webhook-endpoints/{id}/deliveries/{id}/replay"})
+                     "POST /v1/admin/webhook-endpoints/{id}/deliveries/{id}/replay",
+                     "POST /v1/me/consents", "POST /v1/members/{id}/consents", "POST /v1/admin/members/{id}/erase"})
+# Answered with no body at all.
+NO_CONTENT = frozenset({"DELETE /v1/me"})
 
 
 def _success_status(endpoint: str) -> int:
+    if endpoint in NO_CONTENT:
+        return 204
     return 201 if endpoint.startswith("POST ") and endpoint not in ACTIONS else 200
 
 
@@ -457,7 +476,7 @@ def test_allowed_credentials_succeed(endpoint, credential, caller_as, request_to
     response = _send(caller, request)
 
     assert response.status_code == _success_status(endpoint), response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
+    assert response.mimetype == "application/json" or endpoint in NO_CONTENT
 
 
 # --- Precedence --------------------------------------------------------------------------------

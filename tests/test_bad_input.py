@@ -78,6 +78,8 @@ class Endpoint:
             "amount": 1000,  # the paid order's total, so also a refund of all of it
             "refund_id": "re_bad_input",
             "url": "https://hooks.example.test/loyalty",
+            "purpose": "sms",
+            "granted": True,
         }
         return {**{name: values[name] for name in self.required}, **self.extra}
 
@@ -91,6 +93,8 @@ ENDPOINTS = [
     Endpoint("/v1/admin/api-keys", "admin", ("name", "scopes"), ("name", 42), "name"),
     Endpoint("/v1/admin/members/{member}/adjustments", "admin", ("points", "reason"), ("points", "ten"), "reason"),
     Endpoint("/v1/members/{member}/events", "members:write", ("type",), ("type", 42), "type"),
+    Endpoint("/v1/members/{member}/consents", "members:write", ("purpose", "granted"), ("granted", "yes"), "purpose",
+             success=200),
     Endpoint("/v1/orders", "checkout", ("order_id", "member_id", "currency", "lines", "total_amount"),
              ("total_amount", "ten"), "order_id"),
     Endpoint("/v1/admin/rules", "admin", ("document",), ("document", "x"), "note"),
@@ -335,6 +339,11 @@ ADDRESSED = [
     Addressed("GET", "/v1/admin/webhook-endpoints/{endpoint}", "{endpoint}", scope="admin"),
     Addressed("PATCH", "/v1/admin/webhook-endpoints/{endpoint}", "{endpoint}", {"enabled": False}, scope="admin"),
     Addressed("GET", "/v1/admin/webhook-endpoints/{endpoint}/deliveries", "{endpoint}", scope="admin"),
+    Addressed("GET", "/v1/members/{member}/consents", "{member}", scope="members:read"),
+    Addressed("POST", "/v1/members/{member}/consents", "{member}", {"purpose": "sms", "granted": True},
+              scope="members:write"),
+    Addressed("GET", "/v1/admin/members/{member}/export", "{member}", scope="admin"),
+    Addressed("POST", "/v1/admin/members/{member}/erase", "{member}", scope="admin"),
 ]
 BY_ADDRESS = pytest.mark.parametrize("addressed", ADDRESSED, ids=[f"{a.method} {a.path}" for a in ADDRESSED])
 
@@ -539,6 +548,57 @@ def test_a_bad_delivery_log_query_is_422_naming_the_parameter(query, field_name,
     before = row_counts()
 
     response = client.get(f"/v1/admin/webhook-endpoints/{endpoint}/deliveries?{query}", headers=headers)
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {field_name}
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(("query", "field_name"), [
+    pytest.param("limit=0", "limit", id="limit below 1"),
+    pytest.param("limit=101", "limit", id="limit above 100"),
+    pytest.param("colour=blue", "colour", id="unknown parameter"),
+    pytest.param("starting_after=aud_doesnotexist", "starting_after", id="starting_after unknown id"),
+    pytest.param("actor_id=", "actor_id", id="actor_id empty"),
+    pytest.param("actor_id=" + "x" * 10_000, "actor_id", id="actor_id of 10000 characters"),
+    pytest.param("actor_id=stf_1%00", "actor_id", id="actor_id with a NUL"),
+    pytest.param("table=Tiers;drop", "table", id="table not a table name"),
+    pytest.param("resource_id=" + "x" * 65, "resource_id", id="resource_id of 65 characters"),
+    pytest.param("from=yesterday", "from", id="from not a time"),
+    pytest.param("from=2026-11-23T12:00:00", "from", id="from without an offset"),
+    pytest.param("to=2026-13-01T00:00:00Z", "to", id="to not a date"),
+    pytest.param("from=2026-11-23T12:00:00Z&to=2026-11-23T12:00:00Z", "to", id="to not after from"),
+])
+def test_a_bad_audit_log_query_is_422_naming_the_parameter(query, field_name, client, make_api_key, row_counts):
+    headers = bearer(make_api_key("admin"))
+    before = row_counts()
+
+    response = client.get(f"/v1/admin/audit-log?{query}", headers=headers)
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {field_name}
+    assert row_counts() == before
+
+
+REPORTS = ["/v1/admin/reports/summary", "/v1/admin/reports/liability"]
+
+
+@pytest.mark.parametrize(("path", "query", "field_name"), [
+    *[pytest.param(path, "format=xml", "format", id=f"{path} format not json or csv") for path in REPORTS],
+    *[pytest.param(path, "colour=blue", "colour", id=f"{path} unknown parameter") for path in REPORTS],
+    pytest.param(REPORTS[0], "from=2026-3-1", "from", id="from not YYYY-MM-DD"),
+    pytest.param(REPORTS[0], "to=2026-02-30", "to", id="to not a real day"),
+    pytest.param(REPORTS[0], "from=2026-03-01%00", "from", id="from with a NUL"),
+    pytest.param(REPORTS[0], "from=" + "9" * 10_000, "from", id="from of 10000 characters"),
+    pytest.param(REPORTS[0], "from=2026-03-10&to=2026-03-01", "to", id="to before from"),
+    pytest.param(REPORTS[0], "from=2025-01-01&to=2026-01-03", "to", id="a window over 366 days"),
+    pytest.param(REPORTS[0], "period=year", "period", id="period not day, week or month"),
+])
+def test_a_bad_report_query_is_422_naming_the_parameter(path, query, field_name, client, make_api_key, row_counts):
+    headers = bearer(make_api_key("admin"))
+    before = row_counts()
+
+    response = client.get(f"{path}?{query}", headers=headers)
 
     problem = assert_problem(response, 422, "validation_error")
     assert set(problem["errors"]) == {field_name}

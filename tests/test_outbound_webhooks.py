@@ -436,7 +436,7 @@ def test_the_body_is_the_events_id_type_time_and_data_naming_the_member_by_publi
 
     [event] = hook.sent()
 
-    assert set(event) == {"id", "type", "created_at", "data"}
+    assert set(event) == {"id", "type", "created_at", "data", "consent"}
     assert event["id"].startswith("evt_")
     assert event["created_at"] == T0.isoformat()
     assert event["data"]["member_id"] == member

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
 from loyalty.clock import now
@@ -14,6 +13,7 @@ from loyalty.console.access import member_page
 from loyalty.console.blueprints import account
 from loyalty.console.forms import attempt, page_args
 from loyalty.console.sign_in import login_limit, sign_in
+from loyalty.console.views import done, render_form
 from loyalty.errors import Problem
 from loyalty.extensions import limiter
 from loyalty.members import service as members
@@ -47,19 +47,7 @@ def logout():
 def home():
     summary = members.summary(current_user)
     return render_template("account/home.html", title="Your points", summary=summary,
-                           progress=_tier_progress(summary["next_tier"]))
-
-
-def _tier_progress(next_tier: dict[str, Any] | None) -> dict[str, Any] | None:
-    """How far the member is on the way to the next tier, measured against its threshold."""
-    if next_tier is None:
-        return None
-    tier = next((t for t in tiers.all_tiers() if t.code == next_tier["code"]), None)
-    if tier is None:
-        return None
-    threshold = max(tier.threshold, 1)  # a <progress> needs a positive max
-    return {"tier": tier, "max": threshold, "value": max(threshold - next_tier["remaining"], 0),
-            "remaining": next_tier["remaining"]}
+                           progress=tiers.progress(summary["next_tier"]))
 
 
 @account.get("/history", endpoint="history")
@@ -97,8 +85,7 @@ def claim_reward(reward_id: str):
             raise problem  # no such reward: the error page, not the catalog
         return _render_rewards(problem)
     name, code = result
-    flash(f"You claimed {name}: your code is {code}.", "success")
-    return redirect(url_for("account.coupons"), 303)
+    return done(f"You claimed {name}: your code is {code}.", "account.coupons")
 
 
 def _claim_key() -> str:
@@ -110,5 +97,4 @@ def _claim_key() -> str:
 def _render_rewards(problem: Problem | None = None):
     catalog = rewards.catalog_for(current_user, **page_args())
     claim_keys = {entry.reward.public_id: secrets.token_urlsafe(16) for entry in catalog["data"]}
-    return render_template("account/rewards.html", title="Rewards", catalog=catalog, claim_keys=claim_keys,
-                           problem=problem), problem.status if problem else 200
+    return render_form("account/rewards.html", problem, title="Rewards", catalog=catalog, claim_keys=claim_keys)

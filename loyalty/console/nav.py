@@ -6,6 +6,7 @@ from loyalty.console.access import ADMINS, READERS
 
 NAV = (
     ("console.dashboard", "Dashboard", READERS),
+    ("console.reports", "Reports", READERS),
     ("console.members", "Members", READERS),
     ("console.tiers", "Tiers", READERS),
     ("console.rules", "Rules", READERS),
@@ -14,4 +15,5 @@ NAV = (
     ("console.webhooks", "Webhooks", ADMINS),
     ("console.api_keys", "API keys", ADMINS),
     ("console.staff_users", "Staff", ADMINS),
+    ("console.audit_log", "Audit log", ADMINS),
 )

@@ -42,6 +42,9 @@ class Account(Base):
         CheckConstraint(f"NOT ({_in('kind', (*MEMBER_ACCOUNTS, 'redeemed', 'expired'))}) OR balance >= 0",
                         name="not_negative"),
         CheckConstraint("kind <> 'issued' OR balance <= 0", name="issued_is_a_source"),
+        # The liability report sums balances by kind and counts members holding points from this index
+        # alone (an index-only scan), never from the table or the journal.
+        Index("ix_ledger_accounts_kind_balance_member_id", "kind", "balance", "member_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -279,6 +279,26 @@ class Ledger:
             related_id=lots[0].transaction_id if len(lots) == 1 else None,
             description=f"{points} points expired (earned {earned})")
 
+    def forfeit(self, member_id: int, *, now: datetime, reference: str) -> JournalTransaction | None:
+        """Take away every point the member still has coming, available and pending (an erased account), posted
+        like an expiry: one `expire` transaction to the member's `expired` account, every active and pending lot
+        emptied and marked expired, each lot's movement written. Held points are left alone: release or capture
+        their holds first. The same reference again answers the first forfeit; with nothing left to forfeit,
+        nothing is written and the answer is None."""
+        request_hash = fingerprint("forfeit", member_id)
+        accounts, _ = self._lock(member_id)
+        if (txn := self._replay(reference, request_hash)) is not None:
+            return txn
+        movement = _Movement(self, accounts, now)
+        for lot in self._lots(member_id, Lot.status.in_(("active", "pending"))):
+            movement.move("pending" if lot.status == "pending" else "available", "expired", lot.remaining)
+            movement.change_lot(lot, -lot.remaining)
+            lot.status = "expired"
+        if not movement.legs:
+            return None
+        return movement.write(member_id, "expire", reference=reference, request_hash=request_hash,
+                              description=f"{movement.legs['expired']} points forfeited: the account was erased")
+
     def _take_available(self, member_id: int, accounts: dict[str, Account], points: int, destination: str,
                         now: datetime) -> _Movement:
         """Settle the member's lots, then move `points` of available points to `destination`, taken

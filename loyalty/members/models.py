@@ -36,6 +36,8 @@ class Member(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the member's personal data was erased (`loyalty.privacy.service.erase`); status is then `erased`.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     is_authenticated = True
     is_anonymous = False
@@ -56,9 +58,11 @@ class MemberConsent(db.Model):
     """One grant or withdrawal of consent for a purpose: an append-only history."""
 
     __tablename__ = "member_consents"
+    # The current state is the latest row per purpose: max(id) per (member_id, purpose), read from this index.
+    __table_args__ = (Index("ix_member_consents_member_id_purpose_id", "member_id", "purpose", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     purpose: Mapped[str] = mapped_column(String(32))
     granted: Mapped[bool]
     source: Mapped[str] = mapped_column(String(32))

@@ -7,6 +7,8 @@ from datetime import date
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from loyalty.clock import now
+from loyalty.members.models import CONSENT_PURPOSES
+from loyalty.rules.document import StrictBoolean
 from loyalty.schemas import ListArgsSchema, StrictSchema
 
 EMAIL = {"validate": validate.Length(max=254)}
@@ -154,3 +156,35 @@ class TierChangeSchema(Schema):
 class TierHistorySchema(Schema):
     data = fields.List(fields.Nested(TierChangeSchema))
     has_more = fields.Boolean()
+
+
+# --- consent -----------------------------------------------------------------------------------------------------
+
+class ConsentChangeSchema(StrictSchema):
+    purpose = fields.String(required=True, validate=validate.OneOf(CONSENT_PURPOSES))
+    granted = StrictBoolean(required=True, metadata={"description": "true grants consent, false withdraws it."})
+
+
+class ConsentSchema(Schema):
+    """One grant or withdrawal, as kept in the history."""
+
+    purpose = fields.String()
+    granted = fields.Boolean()
+    source = fields.String(metadata={"description": "signup, member, api, staff or erasure"})
+    recorded_at = fields.DateTime()
+
+
+class CurrentConsentSchema(Schema):
+    granted = fields.Boolean(metadata={"description": "False also when the member never answered."})
+    source = fields.String(allow_none=True, metadata={"description": "Null when the member never answered."})
+    recorded_at = fields.DateTime(allow_none=True)
+
+
+CurrentConsentsSchema = Schema.from_dict({purpose: fields.Nested(CurrentConsentSchema)
+                                          for purpose in CONSENT_PURPOSES}, name="CurrentConsents")
+
+
+class ConsentStateSchema(Schema):
+    member_id = fields.String()
+    current = fields.Nested(CurrentConsentsSchema, metadata={"description": "The latest answer per purpose."})
+    history = fields.List(fields.Nested(ConsentSchema), metadata={"description": "Every answer, newest first."})

@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 
 from loyalty.auth.passwords import hash_password, verify_password
 from loyalty.clock import now
-from loyalty.db import random_string
+from loyalty.db import for_update, random_string
 from loyalty.errors import Conflict, NotFound, Problem, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger.models import Account
 from loyalty.ledger.service import Ledger
-from loyalty.members.models import Member, MemberConsent
+from loyalty.members.models import CONSENT_PURPOSES, Member, MemberConsent
 from loyalty.pagination import paginate
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
@@ -107,11 +107,56 @@ def _raise_if_taken(new: NewMember) -> None:
                        errors={"external_id": ["Already registered."]})
 
 
-def record_consent(member: Member, purpose: str, granted: bool, *, source: str) -> MemberConsent:
+def record_consent(member: Member, purpose: str, granted: bool, *, source: str) -> MemberConsent | None:
+    """Add a grant or a withdrawal to the member's consent history, stamped with the time and its source.
+    Recording the state already in force writes nothing and answers None. The member's row is locked first, so
+    two changes at once are written one after the other and each sees the one before."""
+    if purpose not in CONSENT_PURPOSES:
+        raise ValueError(f"unknown consent purpose {purpose}")
+    db.session.execute(for_update(select(Member.id).where(Member.id == member.id), db.session))
+    latest = db.session.scalar(select(MemberConsent.granted).where(
+        MemberConsent.member_id == member.id, MemberConsent.purpose == purpose)
+        .order_by(MemberConsent.id.desc()).limit(1))
+    if latest is not None and latest == granted:
+        return None
     consent = MemberConsent(member_id=member.id, purpose=purpose, granted=granted, source=source)
     db.session.add(consent)
     db.session.flush()
+    outbox.emit("consent.changed", {"purpose": purpose, "granted": granted, "source": source,
+                                    "recorded_at": consent.recorded_at.isoformat()}, member_id=member.id)
     return consent
+
+
+def consent_history(member: Member) -> list[MemberConsent]:
+    """Every grant and withdrawal of the member, newest first."""
+    return list(db.session.scalars(select(MemberConsent).where(MemberConsent.member_id == member.id)
+                                   .order_by(MemberConsent.id.desc())))
+
+
+def current_consents(history: list[MemberConsent]) -> dict[str, MemberConsent | None]:
+    """Per purpose, the row in force (the latest), or None when the member never answered, from a history
+    newest first."""
+    current: dict[str, MemberConsent | None] = dict.fromkeys(CONSENT_PURPOSES)
+    for row in history:
+        if current[row.purpose] is None:
+            current[row.purpose] = row
+    return current
+
+
+def consents_of(member_ids: list[int]) -> dict[int, dict[str, bool]]:
+    """Whether each member consents to each purpose now: the latest row per purpose, one query over the
+    (member_id, purpose, id) index, whatever the number of members. A purpose never answered is False."""
+    if not member_ids:
+        return {}
+    latest = (select(func.max(MemberConsent.id)).where(MemberConsent.member_id.in_(member_ids))
+              .group_by(MemberConsent.member_id, MemberConsent.purpose))
+    states = {member_id: dict.fromkeys(CONSENT_PURPOSES, False) for member_id in member_ids}
+    for member_id, purpose, granted in db.session.execute(
+            select(MemberConsent.member_id, MemberConsent.purpose, MemberConsent.granted)
+            .where(MemberConsent.id.in_(latest))):
+        if purpose in CONSENT_PURPOSES:
+            states[member_id][purpose] = granted
+    return states
 
 
 def authenticate(email: str, password: str) -> Member:

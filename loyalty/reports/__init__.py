@@ -1,1 +1,2 @@
-"""Reports: the console dashboard's figures and, later, the program's full KPIs and points liability."""
+"""Reports: the console dashboard's figures, the program's KPIs over a period (`summary`) and the points
+liability (`liability`), as JSON, CSV (`csv_files`) and console pages. Read-only, grouped queries."""

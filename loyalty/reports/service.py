@@ -1,33 +1,75 @@
-"""The dashboard's figures, each one grouped query; never a walk over members in Python.
+"""The figures every report shares, each one grouped query; never a walk over members or the journal in
+Python. The console dashboard is assembled here; the full summary (`summary.py`) and the liability
+(`liability.py`) build on the same queries.
 
-Balances come from the ledger's cached account rows, never from summing the journal. Points moved per day
-are read from postings: issued is what left the program's `issued` accounts (earns and bonuses), redeemed and
-expired what reached the `redeemed` and `expired` accounts. These are gross flows: a clawback or a restore
-shows in the liability, not as a negative bar. Days are UTC calendar days. Read-only: no writes here.
+Balances come from the ledger's cached account rows, never from summing the journal. Points moved are read
+from postings on the program's accounts, in both directions: what left `issued` was issued (earns and
+bonuses) and what came back to it was clawed back (refunds, reversals); what reached `redeemed` was
+redeemed and what left it was restored (refunds of orders paid with points); what reached `expired`
+expired (nothing leaves it); what left `adjusted` was added by staff and what reached it was removed.
 
-The two windowed queries filter the journal on `created_at`; an index on it keeps them proportional to the
-window rather than to the whole journal.
+Windows are cut into buckets by `periods.Buckets`; the queries filter on the indexed timestamp of each
+table (the journal's `created_at` above all), so they read the window rather than the whole history.
+Read-only: no writes here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, case, cast, func, literal_column, select
-from sqlalchemy.sql import ColumnElement
+from flask import current_app
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.sql import ColumnElement, Subquery
 
 from loyalty.errors import ValidationProblem
 from loyalty.extensions import db
-from loyalty.ledger.models import Account, JournalTransaction, Posting
+from loyalty.ledger.models import MEMBER_ACCOUNTS, PROGRAM_ACCOUNTS, Account, JournalTransaction, Posting
 from loyalty.members.models import Member
+from loyalty.reports.periods import Buckets, program_zone
 from loyalty.tiers.models import MemberTier, Tier
 
 MAX_DAYS = 90
 # What a member does that makes them active: earning or spending points, not what happens to them.
 ACTIVITY_KINDS = ("earn", "bonus", "redeem", "reward")
-# Per program account, the sign of a posting that counts as a flow of that kind.
-FLOWS = {"issued": -1, "redeemed": 1, "expired": 1}
+# (program account, posting sign) -> the flow it is: see the module's docstring.
+FLOW_OF = {
+    ("issued", -1): "issued", ("issued", 1): "clawed_back",
+    ("redeemed", 1): "redeemed", ("redeemed", -1): "restored",
+    ("expired", 1): "expired",
+    ("adjusted", -1): "adjusted_added", ("adjusted", 1): "adjusted_removed",
+}
+
+
+@dataclass(frozen=True)
+class Flows:
+    """Points moved in one bucket, each figure gross and non-negative."""
+
+    issued: int = 0
+    clawed_back: int = 0
+    redeemed: int = 0
+    restored: int = 0
+    expired: int = 0
+    adjusted_added: int = 0
+    adjusted_removed: int = 0
+
+    @property
+    def net_issued(self) -> int:
+        return self.issued - self.clawed_back
+
+    @property
+    def net_redeemed(self) -> int:
+        return self.redeemed - self.restored
+
+    @property
+    def adjusted_net(self) -> int:
+        return self.adjusted_added - self.adjusted_removed
+
+    def __add__(self, other: Flows) -> Flows:
+        return Flows(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -71,16 +113,26 @@ def dashboard(now: datetime, days: int = 30) -> Dashboard:
     """The figures of the last `days` UTC days, today included."""
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise ValidationProblem(errors={"days": [f"Must be a whole number from 1 to {MAX_DAYS}."]})
-    today = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
-    since, until = today - timedelta(days=days - 1), today + timedelta(days=1)
+    buckets = Buckets.utc_days(now.astimezone(UTC).date() - timedelta(days=days - 1), days)
     members, suspended = member_counts()
     balances = member_balances()
+    flows = point_flows(buckets)
     return Dashboard(
-        since=since, days=points_per_day(since, until), members=members, suspended=suspended,
-        active_members=active_members(since, until), available=balances["available"],
-        pending=balances["pending"], held=balances["held"], tiers=tier_distribution(members),
+        since=datetime.combine(buckets.items[0].start, time(), UTC),
+        days=tuple(DayPoints(b.start, f.issued, f.redeemed, f.expired) for b, f in zip(buckets.items, flows,
+                                                                                        strict=True)),
+        members=members, suspended=suspended, active_members=active_members(buckets.whole())[0],
+        available=balances["available"], pending=balances["pending"], held=balances["held"],
+        tiers=tier_distribution(members),
     )
 
+
+def program_timezone() -> ZoneInfo:
+    """The zone the program's calendar days are in: PROGRAM_TIMEZONE, checked when the app starts."""
+    return program_zone(current_app.config.get("PROGRAM_TIMEZONE", "UTC"))
+
+
+# --- now -----------------------------------------------------------------------------------------------
 
 def member_counts() -> tuple[int, int]:
     """Members (erased accounts are no longer members) and, of them, the suspended."""
@@ -90,39 +142,18 @@ def member_counts() -> tuple[int, int]:
 
 def member_balances() -> dict[str, int]:
     """Every member's available, pending and held points, summed from the cached account balances."""
-    rows = dict(db.session.execute(
-        select(Account.kind, func.sum(Account.balance))
-        .where(Account.kind.in_(("available", "pending", "held"))).group_by(Account.kind)
-    ).all())
-    return {kind: int(rows.get(kind) or 0) for kind in ("available", "pending", "held")}
+    return balances_and_holders()[0]
 
 
-def active_members(since: datetime, until: datetime) -> int:
-    return db.session.scalar(
-        select(func.count(func.distinct(JournalTransaction.member_id)))
-        .where(JournalTransaction.created_at >= since, JournalTransaction.created_at < until,
-               JournalTransaction.kind.in_(ACTIVITY_KINDS))
-    ) or 0
-
-
-def points_per_day(since: datetime, until: datetime) -> tuple[DayPoints, ...]:
-    """Points issued, redeemed and expired on each day of [since, until), days without any included."""
-    flow = case(*((Account.kind == kind, sign * Posting.amount) for kind, sign in FLOWS.items()))
-    day = _utc_day(JournalTransaction.created_at).label("day")
+def balances_and_holders() -> tuple[dict[str, int], dict[str, int]]:
+    """Per kind of member account: the points held, and the members holding any. Only positive balances are
+    read (member accounts are never negative, the database sees to it): one range of the index per kind."""
     rows = db.session.execute(
-        select(day, Account.kind, func.sum(flow))
-        .select_from(Posting)
-        .join(JournalTransaction, JournalTransaction.id == Posting.transaction_id)
-        .join(Account, Account.id == Posting.account_id)
-        .where(JournalTransaction.created_at >= since, JournalTransaction.created_at < until,
-               Account.kind.in_(tuple(FLOWS)), flow > 0)
-        .group_by(day, Account.kind)
-    ).all()
-    found: dict[date, dict[str, int]] = {}
-    for value, kind, points in rows:
-        found.setdefault(_as_date(value), {})[kind] = int(points)
-    count = (until - since).days
-    return tuple(DayPoints(d, **found.get(d, {})) for d in (since.date() + timedelta(days=i) for i in range(count)))
+        select(Account.kind, func.sum(Account.balance), func.count())
+        .where(Account.kind.in_(MEMBER_ACCOUNTS), Account.balance > 0).group_by(Account.kind)).all()
+    found = {kind: (int(points), holders) for kind, points, holders in rows}
+    return ({kind: found.get(kind, (0, 0))[0] for kind in MEMBER_ACCOUNTS},
+            {kind: found.get(kind, (0, 0))[1] for kind in MEMBER_ACCOUNTS})
 
 
 def tier_distribution(members: int) -> tuple[TierCount, ...]:
@@ -141,14 +172,46 @@ def tier_distribution(members: int) -> tuple[TierCount, ...]:
                  for t in tiers)
 
 
-def _utc_day(column: ColumnElement) -> ColumnElement:
-    """The UTC calendar day of a timestamp column, on the database at hand. SQLite stores UTC text;
-    PostgreSQL converts a timestamptz in the session's time zone unless told UTC. The literal (not a
-    bound parameter) keeps the expression identical in SELECT and GROUP BY."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone(literal_column("'UTC'"), column), Date)
-    return func.date(column)
+# --- per bucket ----------------------------------------------------------------------------------------
+
+def in_buckets(query: Select, buckets: Buckets, at: ColumnElement) -> Subquery:
+    """`query`'s rows whose `at` falls in the window, each with its bucket number as the column `bucket`.
+    Outer queries group by that column (a CASE with bound values cannot be repeated in GROUP BY)."""
+    return query.add_columns(buckets.index(at).label("bucket")).where(buckets.within(at)).subquery()
 
 
-def _as_date(value: date | str) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(value)
+def spread(rows: Iterable[tuple[Any, ...]], buckets: Buckets, default: Any = 0) -> list[Any]:
+    """(bucket, value) rows as a list with one value per bucket, `default` where a bucket has no row."""
+    values = [default] * len(buckets)
+    for bucket, value in rows:
+        values[int(bucket)] = value
+    return values
+
+
+def point_flows(buckets: Buckets) -> tuple[Flows, ...]:
+    """Points issued, clawed back, redeemed, restored, expired and adjusted in each bucket."""
+    moved = in_buckets(
+        select(Account.kind.label("kind"), Posting.amount.label("amount")).select_from(Posting)
+        .join(JournalTransaction, JournalTransaction.id == Posting.transaction_id)
+        .join(Account, Account.id == Posting.account_id).where(Account.kind.in_(PROGRAM_ACCOUNTS)),
+        buckets, JournalTransaction.created_at)
+    rows = db.session.execute(
+        select(moved.c.bucket, moved.c.kind,
+               func.sum(case((moved.c.amount > 0, moved.c.amount), else_=0)),
+               func.sum(case((moved.c.amount < 0, -moved.c.amount), else_=0)))
+        .group_by(moved.c.bucket, moved.c.kind)
+    ).all()
+    found: list[dict[str, int]] = [{} for _ in buckets.items]
+    for bucket, kind, inflow, outflow in rows:
+        for sign, points in ((1, inflow), (-1, outflow)):
+            if (flow := FLOW_OF.get((kind, sign))) and points:
+                found[int(bucket)][flow] = int(points)
+    return tuple(Flows(**values) for values in found)
+
+
+def active_members(buckets: Buckets) -> list[int]:
+    """Members who earned or spent points in each bucket (erased since or not: it happened)."""
+    acts = in_buckets(select(JournalTransaction.member_id.label("member_id"))
+                      .where(JournalTransaction.kind.in_(ACTIVITY_KINDS)), buckets, JournalTransaction.created_at)
+    return spread(db.session.execute(select(acts.c.bucket, func.count(func.distinct(acts.c.member_id)))
+                                     .group_by(acts.c.bucket)).all(), buckets)

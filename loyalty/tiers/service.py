@@ -314,3 +314,18 @@ def member_counts(tiers: list[Tier]) -> dict[int, int]:
 def grace_days(tier: Tier) -> int:
     """Days a member keeps this tier after last qualifying: the configured grace, else one window."""
     return _grace(tier).days
+
+
+# --- for the member's pages ---------------------------------------------------------------------------
+
+def progress(next_tier: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How far a member is on the way to the next tier (`summary`'s next_tier), against its threshold:
+    the tier, and a value out of a positive max, as a progress bar shows it."""
+    if next_tier is None:
+        return None
+    tier = db.session.scalar(select(Tier).where(Tier.code == next_tier["code"]))
+    if tier is None:
+        return None
+    threshold = max(tier.threshold, 1)  # a progress bar needs a positive max
+    return {"tier": tier, "max": threshold, "value": max(threshold - next_tier["remaining"], 0),
+            "remaining": next_tier["remaining"]}

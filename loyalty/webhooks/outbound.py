@@ -26,7 +26,8 @@ from loyalty.batches import KeepGoing, always
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import NotFound, ValidationProblem
 from loyalty.extensions import db
-from loyalty.members.models import Member
+from loyalty.members import service as members
+from loyalty.members.models import CONSENT_PURPOSES, Member
 from loyalty.pagination import paginate
 from loyalty.webhooks import delivery
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
@@ -156,11 +157,19 @@ def _lease(now: datetime, batch_size: int) -> list[int]:
     return ids
 
 
-def body_of(event: OutboxEvent, member_public_id: str | None) -> bytes:
-    """What a receiver gets: the event with the member's public id, never an internal one."""
-    data = {**event.data, "member_id": member_public_id} if event.member_id else event.data
-    return json.dumps({"id": event.public_id, "type": event.type, "created_at": event.created_at.isoformat(),
-                       "data": data}, separators=(",", ":"), sort_keys=True).encode()
+def body_of(event: OutboxEvent, member_public_id: str | None, consent: dict[str, bool] | None = None) -> bytes:
+    """What a receiver gets: the event with the member's public id, never an internal one, and for an event about
+    a member, `consent`: whether the member agrees to each purpose (marketing_email, sms, personalised_offers).
+
+    `data` is what happened, fixed when the event was written. `consent` is the member's state when this body is
+    built, that is at each delivery attempt: a withdrawal made after the event was written, before it reached the
+    shop, is respected. A purpose the member never answered is false; an erased member's are all false."""
+    body: dict[str, Any] = {"id": event.public_id, "type": event.type, "created_at": event.created_at.isoformat(),
+                            "data": event.data}
+    if event.member_id:
+        body["data"] = {**event.data, "member_id": member_public_id}
+        body["consent"] = consent or dict.fromkeys(CONSENT_PURPOSES, False)
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
 @dataclass(frozen=True)
@@ -172,16 +181,17 @@ class _Request:
 
 
 def _prepare(delivery_ids: list[int]) -> list[_Request]:
-    """The signed requests for leased deliveries, read in one query."""
+    """The signed requests for leased deliveries, read in one query, and their members' consent in one more."""
     rows = db.session.execute(
         select(WebhookDelivery.id, WebhookEndpoint.url, WebhookEndpoint.secret, OutboxEvent, Member.public_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
         .outerjoin(Member, Member.id == OutboxEvent.member_id)
         .where(WebhookDelivery.id.in_(delivery_ids)).order_by(WebhookDelivery.id)).all()
+    consents = members.consents_of(list({event.member_id for *_, event, _ in rows if event.member_id}))
     requests = []
     for delivery_id, url, secret, event, member_public_id in rows:
-        body = body_of(event, member_public_id)
+        body = body_of(event, member_public_id, consents.get(event.member_id))
         requests.append(_Request(delivery_id, url, body, {
             delivery.SIGNATURE_HEADER: delivery.sign(secret, body, int(time.time())),
             "Loyalty-Event-Id": event.public_id, "Loyalty-Event-Type": event.type}))

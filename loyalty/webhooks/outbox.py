@@ -4,6 +4,12 @@ Services call `emit` for what they decide (a member enrolled, a coupon issued, a
 are caught where they are made, once for all: every journal row the ledger writes becomes `points.earned`,
 `points.redeemed` or `points.expired` in the same flush (the ledger itself stays free of this). Delivery is
 the worker's (`loyalty.webhooks.outbound`): nothing here talks to the network.
+
+Data minimisation: an event names its member by id only (the body gets the public id, and the member's consent
+per purpose, when it is sent). No email, name, birthday or address is ever written here: a shop's tool that
+needs the email to send a message looks the member up by id (`GET /v1/members/{id}`), so it always reads the
+current address, and none lingers in the outbox after the member is erased. `member.erased` tells the shop's
+tools to erase what they copied.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from loyalty.tiers.service import tier_changed
 from loyalty.webhooks.models import OutboxEvent
 
 EVENT_TYPES = ("member.created", "points.earned", "points.redeemed", "points.expired", "points.expiring",
-               "tier.changed", "coupon.issued", "redemption.captured", "order.refunded")
+               "tier.changed", "coupon.issued", "redemption.captured", "order.refunded", "consent.changed",
+               "member.erased")
 _BY_KIND = {"earn": "points.earned", "bonus": "points.earned", "redeem": "points.redeemed",
             "reward": "points.redeemed", "expire": "points.expired"}
 _PENDING = "outbox_transactions"

@@ -6,7 +6,7 @@ them (201), and never written to the session: a flash message would put them in 
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
 from flask_login import current_user
 
 from loyalty.auth import service as auth
@@ -15,8 +15,11 @@ from loyalty.auth.schemas import ApiKeyCreateSchema
 from loyalty.clock import now
 from loyalty.console.access import ADMINS, staff_page
 from loyalty.console.blueprints import console
-from loyalty.console.forms import attempt, form_data, page_args
+from loyalty.console.forms import attempt, form_data, page_args, submitted
+from loyalty.console.views import done, render_form
+from loyalty.errors import Problem
 from loyalty.webhooks import outbound
+from loyalty.webhooks.models import WebhookEndpoint
 from loyalty.webhooks.outbox import EVENT_TYPES
 from loyalty.webhooks.schemas import DeliveryArgsSchema, EndpointCreateSchema
 
@@ -43,7 +46,7 @@ def webhooks_new():
         return _endpoint_form(values={"event_types": []})
     endpoint, problem = attempt(lambda: outbound.create_endpoint(form_data(EndpointCreateSchema())))
     if problem:
-        return _endpoint_form(values=_submitted(), problem=problem)
+        return _endpoint_form(values=submitted(["event_types"]), problem=problem)
     # The secret is in this answer only; the page is no-store, like every console page.
     return render_template("console/webhooks/created.html", title="Webhook endpoint registered",
                            endpoint=endpoint, secret=endpoint.secret), 201
@@ -78,9 +81,9 @@ def webhooks_edit(endpoint_id: str):
 
     _, problem = attempt(update)
     if problem:
-        return _endpoint_form(values=_submitted(), endpoint=outbound.get_endpoint(endpoint_id), problem=problem)
-    flash("Webhook endpoint saved.", "success")
-    return redirect(url_for("console.webhooks_show", endpoint_id=endpoint_id), 303)
+        return _endpoint_form(values=submitted(["event_types"]), endpoint=outbound.get_endpoint(endpoint_id),
+                              problem=problem)
+    return done("Webhook endpoint saved.", "console.webhooks_show", endpoint_id=endpoint_id)
 
 
 @console.post("/webhooks/<string:endpoint_id>/deliveries/<string:delivery_id>/replay", endpoint="webhooks_replay")
@@ -89,21 +92,14 @@ def webhooks_replay(endpoint_id: str, delivery_id: str):
     _, problem = attempt(lambda: outbound.replay(outbound.get_endpoint(endpoint_id), delivery_id, now()))
     if problem:
         raise problem
-    flash(f"Delivery {delivery_id} will be sent again at the worker's next run.", "success")
-    return redirect(url_for("console.webhooks_show", endpoint_id=endpoint_id), 303)
+    return done(f"Delivery {delivery_id} will be sent again at the worker's next run.", "console.webhooks_show",
+                endpoint_id=endpoint_id)
 
 
-def _endpoint_form(*, values: dict, endpoint=None, problem=None):
-    return render_template(
-        "console/webhooks/form.html", title="Edit webhook endpoint" if endpoint else "Register a webhook endpoint",
-        endpoint=endpoint, values=values, problem=problem, errors=(problem.errors or {}) if problem else {},
-        event_type_options=EVENT_TYPE_OPTIONS, enabled_options=ENABLED_OPTIONS,
-    ), problem.status if problem else 200
-
-
-def _submitted() -> dict:
-    return {"url": request.form.get("url", ""), "description": request.form.get("description", ""),
-            "event_types": request.form.getlist("event_types"), "enabled": request.form.get("enabled", "true")}
+def _endpoint_form(*, values: dict, endpoint: WebhookEndpoint | None = None, problem: Problem | None = None):
+    title = "Edit webhook endpoint" if endpoint else "Register a webhook endpoint"
+    return render_form("console/webhooks/form.html", problem, title=title, endpoint=endpoint, values=values,
+                       event_type_options=EVENT_TYPE_OPTIONS, enabled_options=ENABLED_OPTIONS)
 
 
 # --- API keys ------------------------------------------------------------------------------------------------------
@@ -123,8 +119,7 @@ def api_keys_new():
     creator = current_user._get_current_object()
     created, problem = attempt(lambda: auth.create_api_key(**form_data(ApiKeyCreateSchema()), created_by=creator))
     if problem:
-        values = {"name": request.form.get("name", ""), "scopes": request.form.getlist("scopes")}
-        return _api_key_form(values=values, problem=problem)
+        return _api_key_form(values=submitted(["scopes"]), problem=problem)
     key, secret = created
     return render_template("console/api_keys/created.html", title="API key created", key=key, secret=secret), 201
 
@@ -138,12 +133,10 @@ def api_keys_revoke(key_id: str):
     key, problem = attempt(lambda: auth.revoke_api_key(key_id))
     if problem:
         raise problem
-    flash(f"API key “{key.name}” ({key.prefix}…) is revoked: requests made with it are refused.", "success")
-    return redirect(url_for("console.api_keys"), 303)
+    return done(f"API key “{key.name}” ({key.prefix}…) is revoked: requests made with it are refused.",
+                "console.api_keys")
 
 
-def _api_key_form(*, values: dict, problem=None):
-    return render_template(
-        "console/api_keys/form.html", title="Create an API key", values=values, problem=problem,
-        errors=(problem.errors or {}) if problem else {}, scope_options=SCOPE_OPTIONS,
-    ), problem.status if problem else 200
+def _api_key_form(*, values: dict, problem: Problem | None = None):
+    return render_form("console/api_keys/form.html", problem, title="Create an API key", values=values,
+                       scope_options=SCOPE_OPTIONS)

@@ -6,15 +6,16 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
 from flask_login import current_user
 
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.console.access import MEMBER_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
-from loyalty.console.forms import attempt, form_data, page_args
-from loyalty.errors import ValidationProblem
+from loyalty.console.forms import attempt, cursor, form_data, page_args
+from loyalty.console.views import done, render_form
+from loyalty.errors import Problem
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.members.schemas import AdjustmentSchema
@@ -51,7 +52,7 @@ def adjust(member_id: str):
     member = members.get_member(member_id)
 
     def action():
-        data = form_data(_adjustment_schema())
+        data = form_data(AdjustmentSchema())
         # A fresh reference per submission, as the API's: the redirect after success keeps a reload from
         # sending it again.
         return members.adjust_points(member, data["points"], data["reason"],
@@ -60,10 +61,9 @@ def adjust(member_id: str):
 
     txn, problem = attempt(action)
     if problem:
-        return _member_page(member, status=problem.status, problem=problem, problem_form="adjust",
-                            errors=problem.errors or {}, adjustment=request.form)
-    flash(f"{txn.points:+,} points adjusted. Available now: {txn.available_after:,}.", "success")
-    return redirect(url_for("console.member", member_id=member.public_id), 303)
+        return _member_page(member, problem, problem_form="adjust", adjustment=request.form)
+    return done(f"{txn.points:+,} points adjusted. Available now: {txn.available_after:,}.", "console.member",
+                member_id=member.public_id)
 
 
 @console.post("/members/<member_id>/suspend", endpoint="member_suspend")
@@ -82,20 +82,12 @@ def _set_status(member_id: str, status: str, message: str):
     member = members.get_member(member_id)
     _, problem = attempt(lambda: members.set_status(member, status))
     if problem:
-        return _member_page(member, status=problem.status, problem=problem, problem_form="status")
-    flash(message, "success")
-    return redirect(url_for("console.member", member_id=member.public_id), 303)
+        return _member_page(member, problem, problem_form="status")
+    return done(message, "console.member", member_id=member.public_id)
 
 
-def _adjustment_schema() -> AdjustmentSchema:
-    """The API's own schema, but taking points as typed: a form sends every input as text."""
-    schema = AdjustmentSchema()
-    schema.fields["points"].strict = False
-    return schema
-
-
-def _member_page(member: Member, *, status: int = 200, **form: Any):
-    """The member page; a refused form comes back on it with its problem and the values sent."""
+def _member_page(member: Member, problem: Problem | None = None, **form: Any):
+    """The member page; a refused form (`problem_form`) comes back on it with its problem and the values sent."""
     history = tiers.history(member)
     coupons = offers.member_coupons(member, now())
     context = {
@@ -106,16 +98,9 @@ def _member_page(member: Member, *, status: int = 200, **form: Any):
         "more_tier_changes": max(len(history) - TIER_CHANGES_SHOWN, 0),
         "journal": members.transactions(member, **page_args()),
         "redemptions": checkout.member_redemptions(member, limit=REDEMPTIONS_PAGE,
-                                                   starting_after=_cursor("redemptions_after")),
+                                                   starting_after=cursor("redemptions_after")),
         "coupons": coupons[:COUPONS_SHOWN],
         "more_coupons": max(len(coupons) - COUPONS_SHOWN, 0),
-        "problem": None, "problem_form": None, "errors": {}, "adjustment": {},
+        "problem_form": None, "adjustment": {},
     }
-    return render_template("console/members/show.html", **{**context, **form}), status
-
-
-def _cursor(name: str) -> str | None:
-    value = request.args.get(name, "").strip()
-    if len(value) > 64:
-        raise ValidationProblem(errors={name: ["Not an id in this list."]})
-    return value or None
+    return render_form("console/members/show.html", problem, **{**context, **form})

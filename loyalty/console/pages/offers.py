@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, render_template, request, stream_with_context
 from marshmallow import fields, pre_load
-from werkzeug.datastructures import MultiDict
 
 from loyalty.clock import now
 from loyalty.console.access import PROGRAM_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
-from loyalty.console.forms import attempt, form_data, page_args
+from loyalty.console.forms import attempt, form_data, page_args, submitted, whole_number
+from loyalty.console.views import done, render_form
 from loyalty.errors import Problem, ValidationProblem
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service
@@ -43,37 +42,13 @@ REWARD_INPUTS = ("offer_id", "name", "description", "points_cost", "stock", "per
                  "active")
 CSV_HEADER = ("code", "kind", "member_id", "active", "created_at", "expires_at", "uses")
 
-_INTEGER = re.compile(r"[-+]?\d{1,19}")
-# What a `datetime-local` input sends: no offset. The console states that its times are UTC.
-_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
-
 
 # --- from what a browser sends to what the API's schemas take ------------------------------------------
 
-class _FromBrowser:
-    """Mixed into an API schema: digits become integers (the API's integer fields are strict), a
-    `datetime-local` value becomes UTC, a currency lower case. Anything else stays as typed, so the API's
-    own validation names what is wrong with it."""
-
-    @pre_load
-    def _from_browser(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        data = dict(data)
-        for name, value in data.items():
-            field = self.fields.get(name)
-            if not isinstance(value, str):
-                continue
-            if isinstance(field, fields.Integer) and _INTEGER.fullmatch(value):
-                data[name] = int(value)
-            elif isinstance(field, fields.DateTime) and _LOCAL_TIME.fullmatch(value):
-                data[name] = f"{value}+00:00"
-            elif name == "currency":
-                data[name] = value.lower()
-        return data
-
-
-class _OfferInputs(_FromBrowser):
-    """The offer form's inputs folded into the API's shape: SKUs and categories typed comma-separated
-    become the `scope` lists; the early-access checkboxes and their hours become `early_access`."""
+class _OfferInputs:
+    """Mixed into the API's offer schemas: the form's inputs folded into the API's shape. SKUs and categories
+    typed comma-separated become the `scope` lists; the early-access checkboxes and their hours become
+    `early_access`; a currency may be typed in capitals."""
 
     early_access_tiers = fields.List(TIER_CODE, load_only=True)
 
@@ -82,7 +57,10 @@ class _OfferInputs(_FromBrowser):
         data = dict(data)
         data["scope"] = {key: names for key in service.SCOPE_KEYS if (names := _split(data.pop(key, "")))}
         hours = {name[len(HOURS_INPUT):]: data.pop(name) for name in list(data) if name.startswith(HOURS_INPUT)}
-        data["early_access"] = {tier: _number(hours.get(tier)) for tier in data.pop("early_access_tiers", [])}
+        data["early_access"] = {tier: whole_number(hours[tier]) if tier in hours else None
+                                for tier in data.pop("early_access_tiers", [])}
+        if isinstance(data.get("currency"), str):
+            data["currency"] = data["currency"].lower()
         return data
 
 
@@ -100,15 +78,7 @@ class OfferEditForm(_OfferInputs, OfferPatchSchema):
         return {**cleared, "min_order_amount": 0, "eligible_tiers": [], **data}
 
 
-class GenerateForm(_FromBrowser, GenerateCodesSchema):
-    """A number of unique codes; assigning codes to members stays with the API."""
-
-
-class RewardForm(_FromBrowser, RewardInputSchema):
-    """A new reward."""
-
-
-class RewardEditForm(_FromBrowser, RewardPatchSchema):
+class RewardEditForm(RewardPatchSchema):
     """A changed reward; a blank input clears its field."""
 
     @pre_load
@@ -118,15 +88,6 @@ class RewardEditForm(_FromBrowser, RewardPatchSchema):
 
 def _split(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _number(text: str | None) -> int | str | None:
-    return int(text) if text is not None and _INTEGER.fullmatch(text) else text
-
-
-def _shown_values(form: MultiDict) -> dict[str, Any]:
-    """The submitted values, to show again in a refused form."""
-    return {name: values if name in REPEATED_INPUTS else values[-1] for name, values in form.lists()}
 
 
 def _input_errors(errors: dict[str, list[str]] | None) -> dict[str, list[str]]:
@@ -175,13 +136,18 @@ def offers_show(offer_id: str):
     return _offer_page(service.get_offer(offer_id))
 
 
-def _offer_page(offer: Offer, status: int = 200, **form_state: Any):
+def _offer_page(offer: Offer, problem: Problem | None = None, form: str | None = None):
+    """The offer page; a refused form (`generate`, `public_code`) comes back on it with its problem and values."""
     at = now()
+    refused: dict[str, Any] = {}
+    if problem:
+        refused = {"problem": problem, "errors": problem.errors or {}, "values": submitted(REPEATED_INPUTS)}
     return render_template(
         "console/offers/show.html", title=offer.name, offer=offer, kinds=KIND_LABELS,
         codes=service.code_page(offer, **page_args(), now=at), summary=service.offer_summaries([offer], at)[offer.id],
         state=service.offer_status(offer, at), tier_hours={t.code: t.early_access_hours for t in tiers.all_tiers()},
-        **{"generate": {}, "public_code": {}, **form_state}), status
+        generate=refused if form == "generate" else {}, public_code=refused if form == "public_code" else {},
+    ), problem.status if problem else 200
 
 
 @console.route("/offers/new", methods=["GET", "POST"], endpoint="offers_new")
@@ -192,9 +158,8 @@ def offers_new():
         return _offer_form(None, defaults)
     offer, problem = attempt(lambda: service.create_offer(form_data(OfferForm())))
     if problem:
-        return _offer_form(None, _shown_values(request.form), problem)
-    flash(f"Offer “{offer.name}” created.", "success")
-    return redirect(url_for("console.offers_show", offer_id=offer.public_id), 303)
+        return _offer_form(None, submitted(REPEATED_INPUTS), problem)
+    return done(f"Offer “{offer.name}” created.", "console.offers_show", offer_id=offer.public_id)
 
 
 @console.route("/offers/<offer_id>/edit", methods=["GET", "POST"], endpoint="offers_edit")
@@ -205,9 +170,8 @@ def offers_edit(offer_id: str):
         return _offer_form(offer, _offer_values(offer))
     _, problem = attempt(lambda: service.update_offer(offer, form_data(OfferEditForm())))
     if problem:
-        return _offer_form(offer, _shown_values(request.form), problem)
-    flash(f"Offer “{offer.name}” saved.", "success")
-    return redirect(url_for("console.offers_show", offer_id=offer.public_id), 303)
+        return _offer_form(offer, submitted(REPEATED_INPUTS), problem)
+    return done(f"Offer “{offer.name}” saved.", "console.offers_show", offer_id=offer.public_id)
 
 
 def _offer_form(offer: Offer | None, values: dict[str, Any], problem: Problem | None = None):
@@ -215,10 +179,9 @@ def _offer_form(offer: Offer | None, values: dict[str, Any], problem: Problem | 
     shown = (*OFFER_INPUTS, *(HOURS_INPUT + tier.code for tier in tier_list))
     template = "console/offers/edit.html" if offer else "console/offers/new.html"
     title = f"Edit {offer.name}" if offer else "New offer"
-    return render_template(template, title=title, offer=offer, values=values, tiers=tier_list,
-                           kinds=[(kind, KIND_LABELS[kind]) for kind in OFFER_KINDS], hours_input=HOURS_INPUT,
-                           problem=problem, errors=_input_errors(problem.errors if problem else None),
-                           shown=shown), problem.status if problem else 200
+    return render_form(template, problem, errors=_input_errors(problem.errors if problem else None), title=title,
+                       offer=offer, values=values, tiers=tier_list, shown=shown, hours_input=HOURS_INPUT,
+                       kinds=[(kind, KIND_LABELS[kind]) for kind in OFFER_KINDS])
 
 
 def _offer_values(offer: Offer) -> dict[str, Any]:
@@ -239,17 +202,15 @@ def offers_generate(offer_id: str):
     offer = service.get_offer(offer_id)
 
     def generate() -> int:
-        payload = form_data(GenerateForm(only=("count", "expires_at")))
+        payload = form_data(GenerateCodesSchema(only=("count", "expires_at")))
         if not payload.get("count"):
             raise ValidationProblem(errors={"count": ["Say how many codes to make."]})
         return service.generate_codes(offer, payload["count"], expires_at=payload.get("expires_at"))
 
     made, problem = attempt(generate)
     if problem:
-        return _offer_page(offer, problem.status, generate={
-            "problem": problem, "errors": problem.errors or {}, "values": _shown_values(request.form)})
-    flash(f"{made:,} unique codes made.", "success")
-    return redirect(url_for("console.offers_show", offer_id=offer.public_id), 303)
+        return _offer_page(offer, problem, "generate")
+    return done(f"{made:,} unique codes made.", "console.offers_show", offer_id=offer.public_id)
 
 
 @console.post("/offers/<offer_id>/public-code", endpoint="offers_public_code")
@@ -267,10 +228,8 @@ def offers_public_code(offer_id: str):
 
     code, problem = attempt(add)
     if problem:
-        return _offer_page(offer, problem.status, public_code={
-            "problem": problem, "errors": problem.errors or {}, "values": _shown_values(request.form)})
-    flash(f"Public code {code} added.", "success")
-    return redirect(url_for("console.offers_show", offer_id=offer.public_id), 303)
+        return _offer_page(offer, problem, "public_code")
+    return done(f"Public code {code} added.", "console.offers_show", offer_id=offer.public_id)
 
 
 # Unique codes are bearer secrets: whoever holds an unassigned one gets the discount. Every staff role may
@@ -327,11 +286,10 @@ def rewards_new():
     if request.method == "GET":
         defaults = {"offer_id": request.args.get("offer_id", "")[:64], "coupon_valid_days": "30", "active": "true"}
         return _reward_form(None, defaults)
-    reward, problem = attempt(lambda: catalog.create_reward(form_data(RewardForm())))
+    reward, problem = attempt(lambda: catalog.create_reward(form_data(RewardInputSchema())))
     if problem:
-        return _reward_form(None, _shown_values(request.form), problem)
-    flash(f"Reward “{reward.name}” added to the catalog.", "success")
-    return redirect(url_for("console.rewards"), 303)
+        return _reward_form(None, submitted(), problem)
+    return done(f"Reward “{reward.name}” added to the catalog.", "console.rewards")
 
 
 @console.route("/rewards/<reward_id>/edit", methods=["GET", "POST"], endpoint="rewards_edit")
@@ -343,9 +301,8 @@ def rewards_edit(reward_id: str):
         return _reward_form(reward, {**values, "active": "true" if reward.active else "false"})
     _, problem = attempt(lambda: catalog.update_reward(reward, form_data(RewardEditForm())))
     if problem:
-        return _reward_form(reward, _shown_values(request.form), problem)
-    flash(f"Reward “{reward.name}” saved.", "success")
-    return redirect(url_for("console.rewards"), 303)
+        return _reward_form(reward, submitted(), problem)
+    return done(f"Reward “{reward.name}” saved.", "console.rewards")
 
 
 def _reward_form(reward: Reward | None, values: dict[str, Any], problem: Problem | None = None):
@@ -356,6 +313,5 @@ def _reward_form(reward: Reward | None, values: dict[str, Any], problem: Problem
         template, title, offer = "console/rewards/new.html", "New reward", None
         choices = [(o.public_id, f"{o.name} ({o.public_id})")
                    for o in service.offer_choices(including=values.get("offer_id") or None)]
-    return render_template(template, title=title, reward=reward, offer=offer, offer_choices=choices, values=values,
-                           problem=problem, errors=(problem.errors or {}) if problem else {},
-                           shown=REWARD_INPUTS), problem.status if problem else 200
+    return render_form(template, problem, title=title, reward=reward, offer=offer, offer_choices=choices,
+                       values=values, shown=REWARD_INPUTS)

@@ -9,12 +9,10 @@ API's simulation body (`order.lines.0.sku`), so the errors the schemas report la
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
 from flask_login import current_user
 from marshmallow import ValidationError as MarshmallowError
 
@@ -22,7 +20,8 @@ from loyalty.checkout.service import engine_order_from
 from loyalty.clock import now
 from loyalty.console.access import PROGRAM_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
-from loyalty.console.forms import attempt, page_args
+from loyalty.console.forms import attempt, form_data, in_utc, page_args, whole_number
+from loyalty.console.views import done, render_form
 from loyalty.errors import NotFound, Problem, ValidationProblem, flatten_messages
 from loyalty.extensions import db
 from loyalty.members import service as members
@@ -34,18 +33,11 @@ from loyalty.rules.schemas import DraftSchema, ImpactArgsSchema, PublishSchema, 
 T = TypeVar("T")
 
 SAMPLE_LINES = 3  # rows of the sample order's line table
-_WHOLE_NUMBER = re.compile(r"^-?\d{1,30}$")
 _EXPIRY_FIELDS = {policy: [name for name in schema._declared_fields if name != "policy"]
                   for policy, schema in EXPIRY_POLICIES.items()}
 _EXPIRY_INPUTS = sorted({name for names in _EXPIRY_FIELDS.values() for name in names})
 _EXPIRY_NAMES = {"none": "Points never expire", "rolling": "Months after they are earned",
                  "fixed_date": "On a fixed date each year", "inactivity": "After days without activity"}
-
-
-def _typed(value: str) -> int | str:
-    """Form text as JSON would carry it: whole numbers become integers; anything else stays text, for the
-    schema (strict about integers) to refuse with its own message."""
-    return int(value) if _WHOLE_NUMBER.match(value) else value
 
 
 def _read_only(action: Callable[[], T]) -> tuple[T | None, Problem | None]:
@@ -56,10 +48,6 @@ def _read_only(action: Callable[[], T]) -> tuple[T | None, Problem | None]:
         return None, problem
     finally:
         db.session.rollback()
-
-
-def _staff_id() -> int:
-    return current_user.id
 
 
 def _pretty(document: dict[str, Any]) -> str:
@@ -87,18 +75,16 @@ def rules_version(version: int):
     return _version_page(service.get_version(version))
 
 
-def _version_page(version: RuleVersion, *, status: int = 200, problem: Problem | None = None,
-                  form: str | None = None, values: Any = None, **shown: Any):
+def _version_page(version: RuleVersion, *, problem: Problem | None = None, form: str | None = None,
+                  values: Any = None, **shown: Any):
     """The version page; `form` names the form (simulate, publish, impact) that `problem` and `values` are of."""
     current = service.in_force(now())
-    errors = (problem.errors if problem else None) or {}
-    body = render_template(
-        "console/rules/version.html", title=f"Rules version {version.version}", version=version,
+    return render_form(
+        "console/rules/version.html", problem, title=f"Rules version {version.version}", version=version,
         in_force=current is not None and current.id == version.id, document=_pretty(version.document),
-        problem=problem, form=form, errors=errors, values=values or {},
+        form=form, values=values or {},
         sample=values if form == "simulate" and values is not None else _sample_defaults(version),
         lines=range(SAMPLE_LINES), **shown)
-    return body, status
 
 
 # --- drafts: the JSON editor --------------------------------------------------------------------------
@@ -130,8 +116,8 @@ def _draft_form(*, version: RuleVersion | None, document: str, note: str | None,
     if any(name.startswith("document.") for name in errors) and "document" not in errors:
         errors["document"] = ["The document breaks the rules schema: see the errors listed above."]
     title = f"Edit draft version {version.version}" if version else "New rules draft"
-    return render_template("console/rules/draft.html", title=title, version=version, document=document,
-                           note=note, problem=problem, errors=errors, based_on=based_on)
+    return render_form("console/rules/draft.html", problem, errors=errors, title=title, version=version,
+                       document=document, note=note, based_on=based_on)
 
 
 @console.route("/rules/new", methods=["GET", "POST"], endpoint="rules_new")
@@ -143,14 +129,14 @@ def rules_new():
 
     def create() -> RuleVersion:
         payload = _draft_input()
-        return service.create_draft(payload["document"], note=payload.get("note"), staff_id=_staff_id())
+        return service.create_draft(payload["document"], note=payload.get("note"), staff_id=current_user.id)
 
     draft, problem = attempt(create)
     if problem:
         return _draft_form(version=None, document=request.form.get("document", ""),
-                           note=request.form.get("note"), problem=problem), problem.status
-    flash(f"Draft version {draft.version} saved. Simulate it, then publish it when it is right.", "success")
-    return redirect(url_for("console.rules_version", version=draft.version), 303)
+                           note=request.form.get("note"), problem=problem)
+    return done(f"Draft version {draft.version} saved. Simulate it, then publish it when it is right.",
+                "console.rules_version", version=draft.version)
 
 
 @console.route("/rules/<int:version>/edit", methods=["GET", "POST"], endpoint="rules_edit")
@@ -167,9 +153,8 @@ def rules_edit(version: int):
     _, problem = attempt(update)
     if problem:
         return _draft_form(version=service.get_version(version), document=request.form.get("document", ""),
-                           note=request.form.get("note"), problem=problem), problem.status
-    flash(f"Draft version {version} saved.", "success")
-    return redirect(url_for("console.rules_version", version=version), 303)
+                           note=request.form.get("note"), problem=problem)
+    return done(f"Draft version {version} saved.", "console.rules_version", version=version)
 
 
 # --- drafts: the structured form of the main settings -------------------------------------------------
@@ -203,13 +188,13 @@ def _submitted_settings(document: dict[str, Any]) -> tuple[dict[str, Any], dict[
         settings[path] = amounts
     for path in ("earn.pending_days", "redeem.min_points", "redeem.step", "redeem.max_share_percent"):
         value = form.get(path, "").strip()
-        settings[path] = _typed(value) if value else None  # blank: the default
+        settings[path] = whole_number(value) if value else None  # blank: the default
     policy = form.get("expiry.policy", "none")
     expiry: dict[str, Any] = {"policy": policy}
     for name in _EXPIRY_FIELDS.get(policy, []):
         value = form.get(f"expiry.{name}", "").strip()
         if value:
-            expiry[name] = _typed(value)
+            expiry[name] = whole_number(value)
     settings["expiry"] = expiry
     return settings, moved
 
@@ -245,9 +230,8 @@ def rules_settings(version: int):
     _, problem = attempt(update)
     if problem:
         problem.errors = _settings_errors(problem, moved) or None  # named as the form's inputs are
-        return _settings_form(service.get_version(version), request.form, problem=problem), problem.status
-    flash(f"The main settings of draft version {version} are saved.", "success")
-    return redirect(url_for("console.rules_version", version=version), 303)
+        return _settings_form(service.get_version(version), request.form, problem=problem)
+    return done(f"The main settings of draft version {version} are saved.", "console.rules_version", version=version)
 
 
 def _settings_form(draft: RuleVersion, values: Any, *, problem: Problem | None = None):
@@ -257,48 +241,26 @@ def _settings_form(draft: RuleVersion, values: Any, *, problem: Problem | None =
              "earn.rates.new_currency", "earn.rates.new_value", "redeem.point_values.new_currency",
              "redeem.point_values.new_value", "earn.pending_days", "redeem.min_points", "redeem.step",
              "redeem.max_share_percent", "expiry.policy", *(f"expiry.{name}" for name in _EXPIRY_INPUTS)]
-    return render_template(
-        "console/rules/settings.html", title=f"Main settings of draft version {draft.version}", version=draft,
-        values=values, problem=problem, errors=(problem.errors if problem else None) or {}, shown=shown,
-        rates=rates, point_values=point_values,
+    return render_form(
+        "console/rules/settings.html", problem, title=f"Main settings of draft version {draft.version}",
+        version=draft, values=values, shown=shown, rates=rates, point_values=point_values,
         policies=[(policy, _EXPIRY_NAMES.get(policy, policy)) for policy in EXPIRY_POLICIES])
 
 
 # --- publishing ---------------------------------------------------------------------------------------
 
-def _in_utc(text: str) -> str:
-    """A browser's date-time input has no offset: the console shows times in UTC, so that is what it means.
-    Text that is no date at all is left for the schema to refuse in its own words."""
-    try:
-        return text + "+00:00" if datetime.fromisoformat(text).tzinfo is None else text
-    except ValueError:
-        return text
-
-
-def _publish_input() -> datetime | None:
-    """`effective_from` through the API's schema; blank is now."""
-    text = request.form.get("effective_from", "").strip()
-    if not text:
-        return None
-    try:
-        return PublishSchema().load({"effective_from": _in_utc(text)})["effective_from"]
-    except MarshmallowError as error:
-        raise ValidationProblem(errors=flatten_messages(error.messages)) from None
-
-
 @console.post("/rules/<int:version>/publish", endpoint="rules_publish")
 @staff_page(PROGRAM_WRITERS)
 def rules_publish(version: int):
     def publish() -> RuleVersion:
-        return service.publish(version, effective_from=_publish_input(), staff_id=_staff_id(), now=now())
+        effective_from = form_data(PublishSchema()).get("effective_from")  # blank: now
+        return service.publish(version, effective_from=effective_from, staff_id=current_user.id, now=now())
 
     published, problem = attempt(publish)
     if problem:
-        return _version_page(service.get_version(version), status=problem.status, problem=problem,
-                             form="publish", values=request.form)
+        return _version_page(service.get_version(version), problem=problem, form="publish", values=request.form)
     start = published.effective_from.strftime("%Y-%m-%d %H:%M UTC")
-    flash(f"Version {version} is published, in force from {start}.", "success")
-    return redirect(url_for("console.rules_version", version=version), 303)
+    return done(f"Version {version} is published, in force from {start}.", "console.rules_version", version=version)
 
 
 # --- simulation and impact ----------------------------------------------------------------------------
@@ -318,12 +280,12 @@ def _sample_input() -> dict[str, Any]:
         line = {name: form.get(f"order.lines.{index}.{name}", "").strip()
                 for name in ("sku", "category", "quantity", "unit_amount")}
         if any(line.values()):
-            order["lines"].append({name: _typed(value) for name, value in line.items() if value})
+            order["lines"].append({name: whole_number(value) for name, value in line.items() if value})
     for name in ("shipping_amount", "discount_amount"):
         if value := form.get(f"order.{name}", "").strip():
-            order[name] = _typed(value)
+            order[name] = whole_number(value)
     if paid_at := form.get("order.paid_at", "").strip():
-        order["paid_at"] = _in_utc(paid_at)
+        order["paid_at"] = in_utc(paid_at)
     body: dict[str, Any] = {"order": order}
     if member_id := form.get("member_id", "").strip():
         body["member_id"] = member_id
@@ -351,8 +313,8 @@ def rules_simulate(version: int):
         return service.simulate(service.parsed(stored), engine_order_from(sample["order"]), member, at)
 
     result, problem = _read_only(simulate)
-    return _version_page(service.get_version(version), status=problem.status if problem else 200,
-                         problem=problem, form="simulate", values=request.form, simulation=result)
+    return _version_page(service.get_version(version), problem=problem, form="simulate", values=request.form,
+                         simulation=result)
 
 
 @console.get("/rules/<int:version>/impact", endpoint="rules_impact")
@@ -360,9 +322,8 @@ def rules_simulate(version: int):
 def rules_impact(version: int):
     stored = service.get_version(version)
     try:
-        last = ImpactArgsSchema().load({"last": request.args.get("last", "").strip() or 100})["last"]
-    except MarshmallowError as error:
-        problem = ValidationProblem(errors=flatten_messages(error.messages))
-        return _version_page(stored, status=422, problem=problem, form="impact", values=request.args)
+        last = form_data(ImpactArgsSchema(), {"last": request.args.get("last", "").strip() or "100"})["last"]
+    except ValidationProblem as problem:
+        return _version_page(stored, problem=problem, form="impact", values=request.args)
     return _version_page(stored, form="impact", values={"last": last},
                          impact=service.impact(stored, last=last, now=now()))

@@ -5,15 +5,17 @@ An admin may not demote or deactivate themselves (the service answers 409), so t
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
 from flask_login import current_user
 
 from loyalty.auth import service as auth
-from loyalty.auth.models import STAFF_ROLES
+from loyalty.auth.models import STAFF_ROLES, StaffUser
 from loyalty.auth.schemas import StaffCreateSchema
 from loyalty.console.access import ADMINS, staff_page
 from loyalty.console.blueprints import console
-from loyalty.console.forms import attempt, form_data, page_args
+from loyalty.console.forms import attempt, form_data, page_args, submitted
+from loyalty.console.views import done, render_form
+from loyalty.errors import Problem
 from loyalty.members.schemas import PASSWORD
 
 ROLE_OPTIONS = [(role, role.capitalize()) for role in STAFF_ROLES]
@@ -35,11 +37,9 @@ def staff_users_new():
         return _staff_form(values={"role": "support"})
     staff, problem = attempt(lambda: auth.create_staff(**form_data(StaffCreateSchema())))
     if problem:
-        # The password is never sent back into the page.
-        values = {name: request.form.get(name, "") for name in ("email", "name", "role")}
-        return _staff_form(values=values, problem=problem)
-    flash(f"Staff user {staff.email} created as {staff.role}; they can sign in now.", "success")
-    return redirect(url_for("console.staff_users_show", staff_id=staff.public_id), 303)
+        return _staff_form(values=submitted(), problem=problem)  # all but the password
+    return done(f"Staff user {staff.email} created as {staff.role}; they can sign in now.", "console.staff_users_show",
+                staff_id=staff.public_id)
 
 
 @console.get("/staff/<string:staff_id>", endpoint="staff_users_show")
@@ -60,8 +60,7 @@ def staff_users_role(staff_id: str):
     staff, problem = attempt(change)
     if problem:
         return _staff_page(auth.get_staff(staff_id), problem=problem, role=request.form.get("role"))
-    flash(f"{staff.email} is now {staff.role}.", "success")
-    return redirect(url_for("console.staff_users_show", staff_id=staff_id), 303)
+    return done(f"{staff.email} is now {staff.role}.", "console.staff_users_show", staff_id=staff_id)
 
 
 @console.post("/staff/<string:staff_id>/deactivate", endpoint="staff_users_deactivate")
@@ -81,21 +80,15 @@ def _set_active(staff_id: str, active: bool, outcome: str):
     staff, problem = attempt(lambda: auth.set_staff_active(auth.get_staff(staff_id), active, by=admin))
     if problem:
         return _staff_page(auth.get_staff(staff_id), problem=problem)
-    flash(f"{staff.email} {outcome}", "success")
-    return redirect(url_for("console.staff_users_show", staff_id=staff_id), 303)
+    return done(f"{staff.email} {outcome}", "console.staff_users_show", staff_id=staff_id)
 
 
-def _staff_form(*, values: dict, problem=None):
-    return render_template(
-        "console/staff/form.html", title="Add a staff user", values=values, problem=problem,
-        errors=(problem.errors or {}) if problem else {}, role_options=ROLE_OPTIONS, role_help=ROLE_HELP,
-        password_min=PASSWORD.min,
-    ), problem.status if problem else 200
+def _staff_form(*, values: dict, problem: Problem | None = None):
+    return render_form("console/staff/form.html", problem, title="Add a staff user", values=values,
+                       role_options=ROLE_OPTIONS, role_help=ROLE_HELP, password_min=PASSWORD.min)
 
 
-def _staff_page(staff, *, problem=None, role: str | None = None):
-    return render_template(
-        "console/staff/show.html", title=f"Staff user {staff.email}", staff=staff, problem=problem,
-        errors=(problem.errors or {}) if problem else {}, role=role or staff.role, role_options=ROLE_OPTIONS,
-        role_help=ROLE_HELP, is_me=staff.id == current_user.id,
-    ), problem.status if problem else 200
+def _staff_page(staff: StaffUser, *, problem: Problem | None = None, role: str | None = None):
+    return render_form("console/staff/show.html", problem, title=f"Staff user {staff.email}", staff=staff,
+                       role=role or staff.role, role_options=ROLE_OPTIONS, role_help=ROLE_HELP,
+                       is_me=staff.id == current_user.id)

@@ -6,16 +6,16 @@ members move only at the next evaluation, and the flash says how many would.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
-from marshmallow import Schema, fields
+from flask import render_template, request
 
 from loyalty.clock import now
 from loyalty.console.access import PROGRAM_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
 from loyalty.console.forms import attempt, form_data
+from loyalty.console.views import done, render_form
+from loyalty.errors import Problem
 from loyalty.schemas import StrictSchema
 from loyalty.tiers import service
 from loyalty.tiers.models import Tier
@@ -26,22 +26,11 @@ _KEPT_WHEN_BLANK = ("earn_multiplier", "discount_percent", "early_access_hours")
 FIELDS = ("code", "name", "rank", "threshold", "basis", "currency", "window_days", "earn_multiplier",
           "discount_percent", "early_access_hours", "perks")
 
-
-def _form_schema() -> Schema:
-    """The API's tier fields with the benefits unnested, whole numbers read from text: a form sends "10",
-    which the JSON schema's strict integers refuse."""
-    declared = {**TierInputSchema._declared_fields, **BenefitsSchema._declared_fields}
-    declared.pop("benefits")
-    copies = {}
-    for name, field in declared.items():
-        field = copy.deepcopy(field)
-        if isinstance(field, fields.Integer):
-            field.strict = False
-        copies[name] = field
-    return StrictSchema.from_dict(copies, name="TierFormSchema")()
-
-
-TIER_FORM = _form_schema()
+# The API's own tier fields, with the nested benefits beside the others: one input each. (A schema copies
+# its declared fields when made, so borrowing the API's field objects changes nothing of the API's.)
+_DECLARED = {**TierInputSchema._declared_fields, **BenefitsSchema._declared_fields}
+TIER_FORM = StrictSchema.from_dict({name: field for name, field in _DECLARED.items() if name != "benefits"},
+                                   name="TierFormSchema")()
 
 
 def _submitted_tier() -> dict[str, Any]:
@@ -79,15 +68,10 @@ def tiers_new():
         values = {"basis": "points", "window_days": 365, "earn_multiplier": "1", "discount_percent": 0,
                   "early_access_hours": 0, **({"rank": 0, "threshold": 0} if first else {})}
         return _tier_form(values, first=first)
-
-    def create() -> str:
-        return _saved_message(service.create_tier(_submitted_tier()), "added")
-
-    message, problem = attempt(create)
+    message, problem = attempt(lambda: _saved_message(service.create_tier(_submitted_tier()), "added"))
     if problem:
-        return _tier_form(request.form, first=first, problem=problem), problem.status
-    flash(message, "success")
-    return redirect(url_for("console.tiers"), 303)
+        return _tier_form(request.form, first=first, problem=problem)
+    return done(message, "console.tiers")
 
 
 @console.route("/tiers/<string:tier_id>/edit", methods=["GET", "POST"], endpoint="tiers_edit")
@@ -96,18 +80,12 @@ def tiers_edit(tier_id: str):
     tier = service.get_tier(tier_id)
     if request.method == "GET":
         return _tier_form(_values_of(tier), tier=tier)
-
-    def update() -> str:
-        return _saved_message(service.update_tier(tier, _submitted_tier()), "saved")
-
-    message, problem = attempt(update)
+    message, problem = attempt(lambda: _saved_message(service.update_tier(tier, _submitted_tier()), "saved"))
     if problem:
-        return _tier_form(request.form, tier=service.get_tier(tier_id), problem=problem), problem.status
-    flash(message, "success")
-    return redirect(url_for("console.tiers"), 303)
+        return _tier_form(request.form, tier=service.get_tier(tier_id), problem=problem)
+    return done(message, "console.tiers")
 
 
-def _tier_form(values: Any, *, tier: Tier | None = None, first: bool = False, problem: Any = None) -> str:
+def _tier_form(values: Any, *, tier: Tier | None = None, first: bool = False, problem: Problem | None = None):
     title = f"Edit tier {tier.name}" if tier else "New tier"
-    return render_template("console/tiers/form.html", title=title, tier=tier, first=first, values=values,
-                           problem=problem, errors=(problem.errors if problem else None) or {})
+    return render_form("console/tiers/form.html", problem, title=title, tier=tier, first=first, values=values)

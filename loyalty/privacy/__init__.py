@@ -1,0 +1,1 @@
+"""Privacy: consent per purpose, the export of everything held on a member, and erasure."""
