@@ -937,3 +937,22 @@ def test_a_consent_body_that_is_not_a_json_object_is_refused_and_records_nothing
     assert_problem(response, status, code)
     assert row_counts() == before
 
+
+
+def test_a_refund_after_erasure_restores_nothing_spendable_and_the_ledger_still_verifies(make_member, in_app, clock):
+    from loyalty.privacy import service as privacy
+
+    member = make_member()
+    with in_app():
+        internal = _internal(member["id"])
+        ledger = Ledger(db.session)
+        ledger.adjust(internal, 1000, reason="Welcome", reference="gift:erased-refund", now=clock())
+        hold = ledger.hold(internal, 600, reference="hold:erased-refund", expires_at=clock() + timedelta(minutes=30),
+                           now=clock(), description="Checkout")
+        ledger.capture(hold, now=clock())
+        privacy.erase(db.session.get(Member, internal), clock(), by="test")
+        ledger.restore(hold, 300, reference="restore:erased-refund", now=clock(), description="Refund")
+        db.session.commit()
+        assert (ledger.balances(internal).available, ledger.balances(internal).pending) == (0, 0)
+        assert accounts(member["id"])["expired"] == 400 + 300
+        assert all(result.ok for result in verify(db.session))

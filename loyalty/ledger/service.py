@@ -333,13 +333,14 @@ class Ledger:
         return taken
 
     def _return_to_lots(self, movement: _Movement, allocations: Iterable[tuple[Lot, int]], source: str,
-                        now: datetime) -> int:
-        """Give points back to the lots they came from. Points whose lot has expired meanwhile
-        expire now rather than come back to life. Answers the points that came back."""
+                        now: datetime, *, erased: bool = False) -> int:
+        """Give points back to the lots they came from. Points whose lot has expired meanwhile, or whose
+        member was erased (their points were forfeited), expire now rather than come back to life.
+        Answers the points that came back."""
         returned = 0
         for lot, points in allocations:
             movement.change_lot(lot, points)
-            if _is_live(lot, now):
+            if not erased and _is_live(lot, now):
                 lot.status = "active"
                 movement.move(source, "available", points)
                 returned += points
@@ -406,15 +407,16 @@ class Ledger:
         self.session.flush()
         return hold
 
-    def _lock_hold(self, hold: Hold) -> dict[str, Account]:
-        accounts, _ = self._lock(hold.member_id)
-        self.session.refresh(hold)  # its status as of now that the member is locked
-        return accounts
+    def _lock_hold(self, hold: Hold) -> tuple[dict[str, Account], str]:
+        """Lock the hold's member; answers their accounts and status, with the hold as of now."""
+        locked = self._lock(hold.member_id)
+        self.session.refresh(hold)
+        return locked
 
     def capture(self, hold: Hold, *, now: datetime, paid_at: datetime | None = None) -> JournalTransaction:
         """Redeem held points. Capturing a captured hold answers the first capture. Expiry is judged at
         `paid_at` when given: a payment made while the hold was live captures it, however late we hear."""
-        accounts = self._lock_hold(hold)
+        accounts, _ = self._lock_hold(hold)
         if hold.status == "captured":
             return self.session.get(JournalTransaction, hold.resolution_transaction_id)
         if hold.status == "released":
@@ -433,14 +435,14 @@ class Ledger:
 
     def release(self, hold: Hold, *, now: datetime, reason: str = "released") -> JournalTransaction:
         """Give held points back to their lots. Releasing a released hold answers the first release."""
-        accounts = self._lock_hold(hold)
+        accounts, status = self._lock_hold(hold)
         if hold.status == "released":
             return self.session.get(JournalTransaction, hold.resolution_transaction_id)
         if hold.status == "captured":
             raise RedemptionNotHeld("The hold was captured; refund the order to give points back.")
         hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
         movement = _Movement(self, accounts, now)
-        self._return_to_lots(movement, self._allocations(hold_txn.id), "held", now)
+        self._return_to_lots(movement, self._allocations(hold_txn.id), "held", now, erased=status == "erased")
         txn = movement.write(hold.member_id, "release", reference=f"release:{hold.public_id}",
                              request_hash=fingerprint("release", hold.public_id), related_id=hold_txn.id,
                              order_id=hold_txn.order_id,
@@ -543,10 +545,10 @@ class Ledger:
     def restore(self, hold: Hold, points: int, *, reference: str, now: datetime,
                 description: str) -> JournalTransaction:
         """Give back redeemed points (a refund of an order paid with points), to the lots they
-        came from; points whose lot has expired meanwhile expire instead."""
+        came from; points whose lot has expired meanwhile, or whose member was erased, expire instead."""
         _positive(points)
         request_hash = fingerprint("restore", hold.public_id, points)
-        accounts = self._lock_hold(hold)
+        accounts, status = self._lock_hold(hold)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
         if hold.status != "captured":
@@ -556,7 +558,7 @@ class Ledger:
                            "to restore.", code="restore_exceeds_redeemed")
         to_restore = self._unrestored(hold, points)
         movement = _Movement(self, accounts, now)
-        self._return_to_lots(movement, to_restore, "redeemed", now)
+        self._return_to_lots(movement, to_restore, "redeemed", now, erased=status == "erased")
         hold.restored += points
         hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
         return movement.write(hold.member_id, "restore", reference=reference, request_hash=request_hash,
@@ -590,9 +592,10 @@ class Ledger:
         if original.kind not in REVERSIBLE_KINDS or original.reverses_id is not None:
             raise Conflict("Only earns, bonuses and adjustments can be reversed.", code="not_reversible")
         request_hash = fingerprint("reverse", original.public_id, reason, staff_id)
-        accounts, _ = self._lock(original.member_id)
+        accounts, status = self._lock(original.member_id)
         if (txn := self._replay(reference, request_hash)) is not None:
             return txn
+        self._refuse_if_erased(status)
         self._refuse_if_reversed(original)
         if self.session.scalar(select(JournalTransaction.id).where(
                 JournalTransaction.related_id == original.id, JournalTransaction.kind == "clawback").limit(1)):
