@@ -34,7 +34,8 @@ from tests.browser import look
 from tests.conftest import PASSWORD, StoppedClock, publish_rules
 
 # Not pages: a file download (fetched, not looked at) and the stylesheet.
-NOT_PAGES = {"console.static", "console.offers_codes_csv"}
+# Downloads, fetched rather than looked at.
+NOT_PAGES = {"console.static", "console.offers_codes_csv", "console.member_export", "account.privacy_export"}
 
 RULES = {"earn": {"rates": {"usd": "1", "eur": "1.1"}, "pending_days": 0,
                   "multipliers": [{"id": "shoes", "categories": ["shoes"], "multiplier": "2",
@@ -235,6 +236,8 @@ def test_an_admin_on_a_desktop_tours_every_console_page(desktop, app, program):
     desktop.get_by_role("link", name="Next page").click()
     tour.look("members-page-2")
     tour.visit(f"/console/members/{p.member}", "member")
+    export = desktop.request.get(f"/console/members/{p.member}/export.json")
+    assert export.status == 200 and export.headers["content-type"] == "application/json"
     desktop.get_by_role("spinbutton", name="Points").fill("0")
     desktop.get_by_role("textbox", name="Reason").fill("Nothing, by mistake")
     tour.submit("Adjust points", "member-adjust-refused", 422)
@@ -334,9 +337,11 @@ def test_a_member_with_history_on_a_phone_sees_every_account_page(phone, app, pr
     tour.visit("/account/login", "login")
     tour.sign_in("account", p.member_email)
     for path, name in (("/account/", "home"), ("/account/history", "history"), ("/account/coupons", "coupons"),
-                       ("/account/rewards", "rewards")):
+                       ("/account/rewards", "rewards"), ("/account/privacy", "privacy")):
         tour.visit(path, name)
+    export = phone.request.get("/account/privacy/export.json")
+    assert export.status == 200 and export.headers["content-type"] == "application/json"
     account_pages = {rule.endpoint for rule in app.url_map.iter_rules()
-                     if rule.endpoint.startswith("account.") and "GET" in rule.methods}
+                     if rule.endpoint.startswith("account.") and "GET" in rule.methods} - NOT_PAGES
     assert not tour.problems, "\n".join(tour.problems)
     assert account_pages - tour.seen == set()

@@ -1,29 +1,35 @@
-"""The member's own pages: sign in, points and tier, history, coupons, rewards."""
+"""The member's own pages: sign in, points and tier, history, coupons, rewards, and privacy (consent, a copy of
+everything held on them, erasure)."""
 
 from __future__ import annotations
 
 import re
 import secrets
 
-from flask import redirect, render_template, request, url_for
+from flask import Response, redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
+from loyalty.auth.passwords import verify_password
 from loyalty.clock import now
 from loyalty.console.access import member_page
 from loyalty.console.blueprints import account
 from loyalty.console.forms import attempt, page_args
 from loyalty.console.sign_in import login_limit, sign_in
 from loyalty.console.views import done, render_form
-from loyalty.errors import Problem
+from loyalty.errors import Problem, ValidationProblem
 from loyalty.extensions import limiter
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import rewards
 from loyalty.offers import service as offers
+from loyalty.privacy import service as privacy
 from loyalty.tiers import service as tiers
 
 ACCOUNT_NAV = (("account.home", "Points"), ("account.history", "History"), ("account.coupons", "Coupons"),
-               ("account.rewards", "Rewards"))
+               ("account.rewards", "Rewards"), ("account.privacy", "Privacy"))
+CONSENT_LABELS = {"marketing_email": "Emails about offers and my points",
+                  "sms": "Text messages about offers and my points",
+                  "personalised_offers": "Offers chosen for me from what I buy"}
 
 # What the rewards page puts in each claim form: a resent form (a double tap, a reload) claims once.
 _CLAIM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -98,3 +104,60 @@ def _render_rewards(problem: Problem | None = None):
     catalog = rewards.catalog_for(current_user, **page_args())
     claim_keys = {entry.reward.public_id: secrets.token_urlsafe(16) for entry in catalog["data"]}
     return render_form("account/rewards.html", problem, title="Rewards", catalog=catalog, claim_keys=claim_keys)
+
+
+# --- privacy: consent, a copy of everything, erasure ---------------------------------------------------------
+
+@account.get("/privacy", endpoint="privacy")
+@member_page
+def privacy_page():
+    return _privacy_page()
+
+
+@account.post("/privacy/consents", endpoint="privacy_consents")
+@member_page
+def record_consents():
+    """Each purpose as ticked; only a changed answer is recorded (the service skips the answer in force)."""
+    wanted = set(request.form.getlist("granted"))
+
+    def action():
+        for purpose in CONSENT_LABELS:
+            privacy.record_consent(current_user, purpose, purpose in wanted, source="member")
+
+    _, problem = attempt(action)
+    if problem:
+        return _privacy_page(problem)
+    return done("Your choices are saved.", "account.privacy")
+
+
+@account.get("/privacy/export.json", endpoint="privacy_export")
+@member_page
+def export():
+    moment = now()
+    return Response(privacy.export_json(current_user, moment), mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{privacy.export_filename(current_user, moment)}"',
+        "Cache-Control": "no-store"})
+
+
+@account.post("/privacy/erase", endpoint="privacy_erase")
+@member_page
+def erase():
+    """Erase the account for good, once the member has typed their password again."""
+    member = current_user._get_current_object()
+
+    def action():
+        if not verify_password(member.password_hash, request.form.get("password", "")[:1024]):
+            raise ValidationProblem("Type your password to confirm.", errors={"password": ["The password is wrong."]})
+        privacy.erase(member, now(), by="member")
+
+    _, problem = attempt(action)
+    if problem:
+        return _privacy_page(problem)
+    logout_user()
+    return done("Your account is erased: we no longer hold your personal data.", "account.login")
+
+
+def _privacy_page(problem: Problem | None = None):
+    state = privacy.consent_state(current_user)
+    return render_form("account/privacy.html", problem, title="Privacy", labels=CONSENT_LABELS,
+                       current=state["current"], history=state["history"][:20])

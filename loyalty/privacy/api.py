@@ -86,7 +86,7 @@ def member_export(member_id: str):
 
 def _export(member: Member) -> tuple[dict[str, Any], int, dict[str, str]]:
     moment = now()
-    filename = f"loyalty-export-{member.public_id}-{moment:%Y%m%d}.json"
+    filename = service.export_filename(member, moment)
     return service.export(member, moment), 200, {"Content-Disposition": f'attachment; filename="{filename}"',
                                                   "Cache-Control": "no-store"}
 

@@ -88,6 +88,17 @@ def record_consent(member: Member, purpose: str, granted: bool, *, source: str) 
 
 # --- export -------------------------------------------------------------------------------------------------
 
+def export_filename(member: Member, now: datetime) -> str:
+    return f"loyalty-export-{member.public_id}-{now:%Y%m%d}.json"
+
+
+def export_json(member: Member, now: datetime) -> str:
+    """The export as the API answers it, for pages that offer it as a file."""
+    from loyalty.privacy.schemas import ExportSchema
+
+    return json.dumps(ExportSchema().dump(export(member, now)), indent=2, ensure_ascii=False)
+
+
 def export(member: Member, now: datetime) -> dict[str, Any]:
     """Everything held on the member, one query per section (a handful for the profile), every list newest first.
     Built in memory: it is one member's history."""

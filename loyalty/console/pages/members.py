@@ -1,12 +1,12 @@
-"""Members: look-up, the member page (points, tier, journal, coupons, redemptions), point adjustments and
-suspension. Every staff role reads; support and admins change."""
+"""Members: look-up, the member page (points, tier, journal, coupons, redemptions), point adjustments,
+suspension, and the member's data: export and erasure. Every staff role reads; support and admins change."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Any
 
-from flask import render_template, request
+from flask import Response, render_template, request
 from flask_login import current_user
 
 from loyalty.checkout import service as checkout
@@ -15,11 +15,12 @@ from loyalty.console.access import MEMBER_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
 from loyalty.console.forms import attempt, cursor, form_data, page_args
 from loyalty.console.views import done, render_form
-from loyalty.errors import Problem
+from loyalty.errors import Problem, ValidationProblem
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.members.schemas import AdjustmentSchema
 from loyalty.offers import service as offers
+from loyalty.privacy import service as privacy
 from loyalty.tiers import service as tiers
 
 MAX_QUERY = 254  # as the API's member search
@@ -76,6 +77,35 @@ def suspend(member_id: str):
 @staff_page(MEMBER_WRITERS)
 def reinstate(member_id: str):
     return _set_status(member_id, "active", "Member reinstated: they may spend their points again.")
+
+
+@console.get("/members/<member_id>/export.json", endpoint="member_export")
+@staff_page(MEMBER_WRITERS)
+def export(member_id: str):
+    """Everything held on the member, to answer their access request: as the API's export."""
+    member, moment = members.get_member(member_id), now()
+    return Response(privacy.export_json(member, moment), mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{privacy.export_filename(member, moment)}"',
+        "Cache-Control": "no-store"})
+
+
+@console.post("/members/<member_id>/erase", endpoint="member_erase")
+@staff_page(MEMBER_WRITERS)
+def erase(member_id: str):
+    """Erase for good, once the member's id is typed again: there is no undo."""
+    member = members.get_member(member_id)
+
+    def action():
+        if request.form.get("confirm", "").strip() != member.public_id:
+            raise ValidationProblem("Type the member's id to confirm the erasure.",
+                                    errors={"confirm": [f"Type {member.public_id} to confirm."]})
+        return privacy.erase(member, now(), by="staff")
+
+    erasure, problem = attempt(action)
+    if problem:
+        return _member_page(member, problem, problem_form="erase")
+    return done(f"Member erased: personal data removed, {erasure.points_forfeited:,} points forfeited.",
+                "console.member", member_id=member.public_id)
 
 
 def _set_status(member_id: str, status: str, message: str):
