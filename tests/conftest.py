@@ -193,6 +193,16 @@ def publish_rules(document: dict, *, at: datetime | None = None) -> int:
     return draft.version
 
 
+@pytest.fixture
+def tight_login_limits(app):
+    """Login throttling at 3 failures per account and 5 per address a minute."""
+    saved = (app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"], app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"])
+    app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"] = "3 per minute"
+    app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"] = "5 per minute"
+    yield
+    app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"], app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"] = saved
+
+
 def unique_email(prefix: str = "member") -> str:
     return f"{prefix}{next(_serial)}@example.test"
 

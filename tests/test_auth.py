@@ -1,6 +1,5 @@
 """Staff sign-in, API keys and login throttling."""
 
-import pytest
 from sqlalchemy import select
 
 from loyalty.auth.access import hash_api_key
@@ -129,15 +128,6 @@ def test_api_key_scopes_must_be_known(staff_client, row_counts):
     response = admin.post("/v1/admin/api-keys", json={"name": "x", "scopes": ["everything"]})
     assert_problem(response, 422, "validation_error")
     assert row_counts() == before
-
-
-@pytest.fixture
-def tight_login_limits(app):
-    saved = (app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"], app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"])
-    app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"] = "3 per minute"
-    app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"] = "5 per minute"
-    yield
-    app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"], app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"] = saved
 
 
 def test_repeated_failed_logins_for_one_account_are_rate_limited(client, make_member, tight_login_limits):

@@ -66,6 +66,24 @@ def test_sign_in_without_the_csrf_token_is_refused_and_records_nothing(client, m
         assert db.session.scalar(select(StaffUser.last_login_at).where(StaffUser.public_id == staff["id"])) is None
 
 
+def test_failed_console_sign_ins_are_throttled_per_account_with_the_apis_budget(client, make_staff,
+                                                                               tight_login_limits):
+    staff = make_staff("admin")
+    client.post("/v1/auth/staff/login", json={"email": staff["email"], "password": "wrong"})
+    for _ in range(2):
+        assert _sign_in(client, staff["email"].upper(), "wrong").status_code == 401
+    response = _sign_in(client, staff["email"], PASSWORD)
+    assert response.status_code == 429
+    assert response.mimetype == "text/html"
+
+
+def test_successful_console_sign_ins_do_not_count(client, make_staff, tight_login_limits):
+    staff = make_staff("admin")
+    for _ in range(6):
+        assert _sign_in(client, staff["email"], PASSWORD).status_code == 302
+        submit(client, "/console/logout")
+
+
 def test_member_credentials_do_not_open_the_console(client, make_member):
     member = make_member()
     response = _sign_in(client, member["email"], PASSWORD)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
-from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 
 from loyalty.auth import service
@@ -18,7 +16,8 @@ from loyalty.auth.schemas import (
     StaffListSchema,
     StaffSchema,
 )
-from loyalty.extensions import Blueprint, db, limiter
+from loyalty.auth.throttling import login_throttled
+from loyalty.extensions import Blueprint, db
 from loyalty.members import service as members
 from loyalty.members.schemas import LoginSchema, MemberSummarySchema
 from loyalty.schemas import ListArgsSchema
@@ -27,32 +26,8 @@ from loyalty.writes import write
 blp = Blueprint("auth", __name__, url_prefix="/v1", description="Sign-in and access")
 
 
-def _login_account_key() -> str:
-    """Throttle per account as well as per address, so one address cannot spray many accounts
-    and many addresses cannot hammer one account."""
-    body = request.get_json(silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
-    return f"account:{email.strip().lower()[:254]}" if isinstance(email, str) else get_remote_address()
-
-
-def _failed(response) -> bool:
-    return response.status_code == 401
-
-
-# Only failed attempts count, so members who sign in often are never locked out.
-login_limits = limiter.shared_limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"], scope="login-address",
-    deduct_when=_failed,
-)
-login_account_limits = limiter.shared_limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"], scope="login-account",
-    key_func=_login_account_key, deduct_when=_failed,
-)
-
-
 @blp.post("/auth/login")
-@login_limits
-@login_account_limits
+@login_throttled
 @blp.arguments(LoginSchema)
 @blp.response(200, MemberSummarySchema)
 def member_login(payload: dict):
@@ -64,8 +39,7 @@ def member_login(payload: dict):
 
 
 @blp.post("/auth/staff/login")
-@login_limits
-@login_account_limits
+@login_throttled
 @blp.arguments(LoginSchema)
 @blp.response(200, StaffSchema)
 def staff_login(payload: dict):

@@ -10,14 +10,14 @@ from flask import Response, redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
 from loyalty.auth.passwords import verify_password
+from loyalty.auth.throttling import login_throttled
 from loyalty.clock import now
 from loyalty.console.access import member_page
 from loyalty.console.blueprints import account
 from loyalty.console.forms import attempt, page_args
-from loyalty.console.sign_in import login_limit, sign_in
+from loyalty.console.sign_in import sign_in
 from loyalty.console.views import done, render_form
 from loyalty.errors import Problem, ValidationProblem
-from loyalty.extensions import limiter
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import rewards
@@ -36,7 +36,7 @@ _CLAIM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 @account.route("/login", methods=["GET", "POST"])
-@limiter.limit(login_limit, methods=["POST"])
+@login_throttled
 def login():
     return sign_in(area="account", heading="Sign in to your rewards", kind=Member,
                    authenticate=members.authenticate, home="account.home")

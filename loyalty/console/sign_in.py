@@ -5,16 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import current_user, login_user
 
 from loyalty.console.access import safe_next
 from loyalty.errors import Problem
 from loyalty.extensions import db
-
-
-def login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"]
 
 
 def sign_in(*, area: str, heading: str, kind: type, authenticate: Callable[[str, str], object], home: str):

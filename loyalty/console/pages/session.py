@@ -7,13 +7,13 @@ from flask_login import logout_user
 
 from loyalty.auth import service as auth
 from loyalty.auth.models import StaffUser
+from loyalty.auth.throttling import login_throttled
 from loyalty.console.blueprints import console
-from loyalty.console.sign_in import login_limit, sign_in
-from loyalty.extensions import limiter
+from loyalty.console.sign_in import sign_in
 
 
 @console.route("/login", methods=["GET", "POST"])
-@limiter.limit(login_limit, methods=["POST"])
+@login_throttled
 def login():
     return sign_in(area="console", heading="Sign in to the console", kind=StaffUser,
                    authenticate=auth.authenticate_staff, home="console.dashboard")

@@ -1,0 +1,37 @@
+"""Login throttling, one budget for every way in (the API and the sign-in pages), counting failures only."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, request
+from flask_limiter.util import get_remote_address
+
+from loyalty.extensions import limiter
+
+
+def _account_key() -> str:
+    """Per account as well as per address, so one address cannot spray many accounts and many addresses cannot
+    hammer one account. A digest of the email, so the limiter's storage holds no personal data."""
+    sent = request.get_json(silent=True) if request.is_json else request.form
+    email = sent.get("email") if isinstance(sent, dict) or hasattr(sent, "getlist") else None
+    if not isinstance(email, str):
+        return get_remote_address()
+    return "account:" + hashlib.sha256(email.strip().lower()[:254].encode()).hexdigest()[:32]
+
+
+def _failed(response) -> bool:
+    # Only failed attempts count, so members who sign in often are never locked out.
+    return response.status_code == 401
+
+
+def login_throttled(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Throttle a login view's POSTs per address and per account, in budgets shared by every login view."""
+    per_address = limiter.shared_limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"],
+                                       scope="login-address", deduct_when=_failed, methods=["POST"])
+    per_account = limiter.shared_limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"],
+                                       scope="login-account", key_func=_account_key, deduct_when=_failed,
+                                       methods=["POST"])
+    return per_address(per_account(view))
