@@ -35,7 +35,8 @@ from tests.conftest import PASSWORD, StoppedClock, publish_rules
 
 # Not pages: a file download (fetched, not looked at) and the stylesheet.
 # Downloads, fetched rather than looked at.
-NOT_PAGES = {"console.static", "console.offers_codes_csv", "console.member_export", "account.privacy_export"}
+NOT_PAGES = {"console.static", "console.offers_codes_csv", "console.member_export", "account.privacy_export",
+             "console.reports_summary_csv", "console.reports_liability_csv"}
 
 RULES = {"earn": {"rates": {"usd": "1", "eur": "1.1"}, "pending_days": 0,
                   "multipliers": [{"id": "shoes", "categories": ["shoes"], "multiplier": "2",
@@ -262,6 +263,12 @@ def test_an_admin_on_a_desktop_tours_every_console_page(desktop, app, program):
     desktop.get_by_label("Rules document (JSON)").fill(json.dumps({"earn": {"rates": {"usd": "-1"}}}))
     tour.submit("Save draft", "rules-edit-refused", 422)
     tour.visit(f"/console/rules/{p.draft}/settings", "rules-settings")
+
+    tour.visit("/console/reports", "reports")
+    tour.visit("/console/reports?period=week", "reports-weekly")
+    for report in ("summary", "liability"):
+        csv = desktop.request.get(f"/console/reports/{report}.csv")
+        assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
 
     tour.visit("/console/offers", "offers")
     tour.visit(f"/console/offers/{p.offer}", "offer")
