@@ -5,8 +5,9 @@
 
 Makes a scratch database `loyalty_bench_reports` on LOYALTY_BENCH_POSTGRES_URL (default: the machine's
 127.0.0.1:5432, user postgres), migrates it and seeds it set-based: members enrolled over two years, their
-seven accounts, and per member `--earns` journal transactions spread over the last year (earns, one redeem,
-one expiry: two postings each), a paid order per earn, a campaign award on every fourth earn. Then VACUUM
+seven accounts, and per member `--earns` journal transactions over the last year, written in time order as a
+live journal is (earns, one redeem, one expiry: two postings each), a paid order per earn, a campaign award
+on every fourth earn. Then VACUUM
 ANALYZE, and each report is run `--runs` times; prints the best and the median, and the plans' scans of the
 liability. Asserts nothing about time.
 """
@@ -30,8 +31,11 @@ from loyalty.reports import liability, summary
 from loyalty.reports.service import program_timezone
 
 MINUTES_A_YEAR = 365 * 24 * 60
-# Per member m and earn e, t = (m - 1) * E + e numbers the transaction; the last two of each member are a
-# redeem and an expiry of 10 points, the others earns of 10. Times spread over the year before now().
+# The journal is written in time order, as a live one is: transaction t (1 .. members x earns) is member
+# (t - 1) % members + 1's, at a moment evenly spread over the year before now(). Each member's own transactions
+# run through every kind once per `earns`: a redeem and an expiry of 10 points, the rest earns of 10.
+_MEMBER = "((t - 1) % :members + 1)"
+_SLOT = f"(((t - 1) / :members + {_MEMBER}) % :earns)"  # 0 .. earns - 1, each once per member
 SEED = [
     """INSERT INTO members (id, public_id, status, referral_code, created_at, updated_at)
        SELECT g, 'mem_rb' || lpad(g::text, 8, '0'), 'active', 'RB' || lpad(g::text, 8, '0'),
@@ -42,30 +46,29 @@ SEED = [
               CASE k WHEN 1 THEN 10 * :earns - 40 WHEN 4 THEN -10 * (:earns - 2) WHEN 5 THEN 10 WHEN 6 THEN 10
                      ELSE 0 END
        FROM generate_series(1, :members) AS m, generate_series(1, 7) AS k""",
-    """INSERT INTO ledger_transactions (id, public_id, member_id, kind, points, available_after, pending_after,
-                                        held_after, description, reference, request_hash, shortfall, order_id,
-                                        created_at)
-       SELECT t, 'txn_rb' || t, (t - 1) / :earns + 1,
-              CASE (t - 1) % :earns + 1 WHEN :earns THEN 'expire' WHEN :earns - 1 THEN 'redeem' ELSE 'earn' END,
-              CASE WHEN (t - 1) % :earns + 1 >= :earns - 1 THEN -10 ELSE 10 END, 0, 0, 0, 'Bench', 'rb:' || t, 'b', 0,
-              CASE WHEN (t - 1) % :earns + 1 < :earns - 1 THEN 'o' || t END,
-              now() - ((t * 104729) % :minutes) * interval '1 minute'
-       FROM generate_series(1, :members * :earns) AS t""",
+    f"""INSERT INTO ledger_transactions (id, public_id, member_id, kind, points, available_after, pending_after,
+                                         held_after, description, reference, request_hash, shortfall, order_id,
+                                         created_at)
+        SELECT t, 'txn_rb' || t, {_MEMBER},
+               CASE {_SLOT} WHEN :earns - 1 THEN 'expire' WHEN :earns - 2 THEN 'redeem' ELSE 'earn' END,
+               CASE WHEN {_SLOT} >= :earns - 2 THEN -10 ELSE 10 END, 0, 0, 0, 'Bench', 'rb:' || t, 'b', 0,
+               CASE WHEN {_SLOT} < :earns - 2 THEN 'o' || t END,
+               now() - interval '365 days' + (t * 31536.0 / (:members * :earns)) * interval '1000 seconds'
+        FROM generate_series(1, :members * :earns) AS t""",
     """INSERT INTO ledger_postings (transaction_id, account_id, amount)
-       SELECT t, ((t - 1) / :earns) * 7 + CASE
-                  WHEN side = 1 THEN 1
-                  WHEN (t - 1) % :earns + 1 = :earns THEN 6 WHEN (t - 1) % :earns + 1 = :earns - 1 THEN 5 ELSE 4 END,
-              CASE WHEN ((t - 1) % :earns + 1 >= :earns - 1) = (side = 1) THEN -10 ELSE 10 END
-       FROM generate_series(1, :members * :earns) AS t, (VALUES (1), (2)) AS sides(side)""",
+       SELECT id, (member_id - 1) * 7 + CASE
+                  WHEN side = 1 THEN 1 WHEN kind = 'expire' THEN 6 WHEN kind = 'redeem' THEN 5 ELSE 4 END,
+              CASE WHEN (kind = 'earn') = (side = 1) THEN 10 ELSE -10 END
+       FROM ledger_transactions, (VALUES (1), (2)) AS sides(side) ORDER BY id, side""",
     """INSERT INTO orders (order_id, member_id, channel, currency, total_amount, shipping_amount, discount_amount,
                            lines, status, paid_at, points_earned, breakdown, earn_transaction_id, request_hash,
                            refunded_amount, points_clawed_back, points_restored, created_at)
        SELECT order_id, member_id, 'web', CASE WHEN id % 5 = 0 THEN 'eur' ELSE 'usd' END, 1000 + id % 7 * 100, 0, 0,
               '[]', 'paid', created_at, 10, '[]', id, 'b', 0, 0, 0, created_at
-       FROM ledger_transactions WHERE kind = 'earn'""",
+       FROM ledger_transactions WHERE kind = 'earn' ORDER BY id""",
     """INSERT INTO rule_awards (member_id, transaction_id, rule, points, kept, detail, created_at)
        SELECT member_id, id, 'campaign.bench', 5, 5, 'Bench', created_at
-       FROM ledger_transactions WHERE kind = 'earn' AND id % 4 = 0""",
+       FROM ledger_transactions WHERE kind = 'earn' AND id % 4 = 0 ORDER BY id""",
 ]
 SEQUENCES = ("members", "ledger_accounts", "ledger_transactions", "orders")
 

@@ -21,7 +21,8 @@ class Config:
     ENV_NAME = "base"
     SECRET_KEY = DEFAULT_SECRET_KEY
     SQLALCHEMY_DATABASE_URI = f"sqlite:///{INSTANCE_DIR / 'loyalty.db'}"
-    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    # hide_parameters: a logged database error never shows the values it was given (emails, names).
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
 
     # Request bodies larger than this are answered 413 before any parsing.
     MAX_CONTENT_LENGTH = 1024 * 1024

@@ -17,7 +17,10 @@ CONSENT_PURPOSES = ("marketing_email", "sms", "personalised_offers")
 
 class Member(db.Model):
     __tablename__ = "members"
-    __table_args__ = (CheckConstraint("status IN ('active', 'suspended', 'erased')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended', 'erased')", name="status"),
+        Index("ix_members_created_at", "created_at"),  # new members per period
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(

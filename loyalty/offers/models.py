@@ -81,6 +81,7 @@ class CouponUse(db.Model):
         Index("ix_coupon_uses_offer_id_status", "offer_id", "status"),
         Index("ix_coupon_uses_code_id_status", "code_id", "status"),
         Index("ix_coupon_uses_offer_id_member_id", "offer_id", "member_id"),
+        Index("ix_coupon_uses_status_resolved_at", "status", "resolved_at"),  # uses per period
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

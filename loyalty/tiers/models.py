@@ -60,7 +60,10 @@ class TierChange(db.Model):
     """Tier history, insert-only."""
 
     __tablename__ = "tier_changes"
-    __table_args__ = (Index("ix_tier_changes_member_id_id", "member_id", "id"),)
+    __table_args__ = (
+        Index("ix_tier_changes_member_id_id", "member_id", "id"),
+        Index("ix_tier_changes_at", "at"),  # tier movements per period
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
