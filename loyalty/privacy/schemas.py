@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
+from loyalty.checkout.schemas import RedemptionSchema
 from loyalty.members.schemas import ConsentStateSchema, MemberSummarySchema, TierChangeSchema, TransactionSchema
 
 
@@ -40,22 +41,6 @@ class ExportCouponUseSchema(Schema):
     offer_id = fields.String()
     status = fields.String(metadata={"description": "reserved, consumed or released"})
     redemption_id = fields.String()
-    created_at = fields.DateTime()
-    resolved_at = fields.DateTime(allow_none=True)
-
-
-class ExportRedemptionSchema(Schema):
-    id = fields.String(attribute="public_id")
-    order_id = fields.String()
-    status = fields.String()
-    currency = fields.String()
-    amount = fields.Integer()
-    points = fields.Integer()
-    points_discount_amount = fields.Integer()
-    coupon_code = fields.String(allow_none=True)
-    coupon_discount_amount = fields.Integer()
-    release_reason = fields.String(allow_none=True)
-    expires_at = fields.DateTime()
     created_at = fields.DateTime()
     resolved_at = fields.DateTime(allow_none=True)
 
@@ -128,7 +113,7 @@ class ExportSchema(Schema):
     coupons = fields.List(fields.Nested(ExportCouponSchema), metadata={
         "description": "Codes assigned to the member."})
     coupon_uses = fields.List(fields.Nested(ExportCouponUseSchema))
-    redemptions = fields.List(fields.Nested(ExportRedemptionSchema))
+    redemptions = fields.List(fields.Nested(RedemptionSchema))
     orders = fields.List(fields.Nested(ExportOrderSchema), metadata={"description": "With their refunds."})
     reward_claims = fields.List(fields.Nested(ExportRewardClaimSchema))
     tier_history = fields.List(fields.Nested(TierChangeSchema))
