@@ -82,6 +82,7 @@ class CouponUse(db.Model):
         Index("ix_coupon_uses_code_id_status", "code_id", "status"),
         Index("ix_coupon_uses_offer_id_member_id", "offer_id", "member_id"),
         Index("ix_coupon_uses_status_resolved_at", "status", "resolved_at"),  # uses per period
+        Index("ix_coupon_uses_member_id", "member_id"),  # a member's export
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -121,7 +122,10 @@ class Reward(db.Model):
 
 class RewardClaim(db.Model):
     __tablename__ = "reward_claims"
-    __table_args__ = (Index("ix_reward_claims_reward_id_member_id", "reward_id", "member_id"),)
+    __table_args__ = (
+        Index("ix_reward_claims_reward_id_member_id", "reward_id", "member_id"),
+        Index("ix_reward_claims_member_id", "member_id"),  # a member's export and erasure
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
