@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
 from loyalty.auth.passwords import verify_password
@@ -16,7 +16,7 @@ from loyalty.console.access import member_page
 from loyalty.console.blueprints import account
 from loyalty.console.forms import attempt, page_args
 from loyalty.console.sign_in import sign_in
-from loyalty.console.views import done, render_form
+from loyalty.console.views import done, member_data_download, render_form
 from loyalty.errors import Problem, ValidationProblem
 from loyalty.members import service as members
 from loyalty.members.models import Member
@@ -133,10 +133,7 @@ def record_consents():
 @account.get("/privacy/export.json", endpoint="privacy_export")
 @member_page
 def export():
-    moment = now()
-    return Response(privacy.export_json(current_user, moment), mimetype="application/json", headers={
-        "Content-Disposition": f'attachment; filename="{privacy.export_filename(current_user, moment)}"',
-        "Cache-Control": "no-store"})
+    return member_data_download(current_user)
 
 
 @account.post("/privacy/erase", endpoint="privacy_erase")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, url_for
-from werkzeug.wrappers import Response
+from flask import Response, flash, redirect, render_template, url_for
 
+from loyalty.clock import now
 from loyalty.errors import Problem
+from loyalty.members.models import Member
+from loyalty.privacy import service as privacy
 
 
 def render_form(template: str, problem: Problem | None = None, *, errors: dict[str, list[str]] | None = None,
@@ -18,6 +20,14 @@ def render_form(template: str, problem: Problem | None = None, *, errors: dict[s
     if errors is None:
         errors = (problem.errors if problem else None) or {}
     return render_template(template, problem=problem, errors=errors, **context), problem.status if problem else 200
+
+
+def member_data_download(member: Member) -> Response:
+    """Everything held on a member as a JSON file, as the API's export answers it."""
+    moment = now()
+    return Response(privacy.export_json(member, moment), mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="{privacy.export_filename(member, moment)}"',
+        "Cache-Control": "no-store"})
 
 
 def done(message: str, endpoint: str, **values: Any) -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Response, render_template, request
+from flask import render_template, request
 from flask_login import current_user
 
 from loyalty.checkout import service as checkout
@@ -14,7 +14,7 @@ from loyalty.clock import now
 from loyalty.console.access import MEMBER_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
 from loyalty.console.forms import attempt, cursor, form_data, page_args
-from loyalty.console.views import done, render_form
+from loyalty.console.views import done, member_data_download, render_form
 from loyalty.errors import Problem, ValidationProblem
 from loyalty.members import service as members
 from loyalty.members.models import Member
@@ -83,10 +83,7 @@ def reinstate(member_id: str):
 @staff_page(MEMBER_WRITERS)
 def export(member_id: str):
     """Everything held on the member, to answer their access request: as the API's export."""
-    member, moment = members.get_member(member_id), now()
-    return Response(privacy.export_json(member, moment), mimetype="application/json", headers={
-        "Content-Disposition": f'attachment; filename="{privacy.export_filename(member, moment)}"',
-        "Cache-Control": "no-store"})
+    return member_data_download(members.get_member(member_id))
 
 
 @console.post("/members/<member_id>/erase", endpoint="member_erase")
