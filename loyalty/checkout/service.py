@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty.batches import KeepGoing, always
 from loyalty.checkout.models import Order, Redemption, Refund
@@ -211,9 +213,11 @@ def _earn_estimate(member: Member, payload: dict[str, Any], cart: offer_engine.C
 # --- redemptions -------------------------------------------------------------------------------------------
 
 def get_redemption(public_id: str, *, lock: bool = False) -> Redemption:
-    query = select(Redemption).where(Redemption.public_id == public_id)
+    # With its member, whom every answer names; the lock is the redemption's row alone.
+    query = select(Redemption).where(Redemption.public_id == public_id).options(
+        joinedload(Redemption.member, innerjoin=True))
     if lock:
-        query = for_update(query.execution_options(populate_existing=True), db.session)
+        query = for_update(query.execution_options(populate_existing=True), db.session, of=Redemption)
     redemption = db.session.scalar(query)
     if redemption is None:
         raise NotFound("No redemption has this id.")
@@ -254,13 +258,13 @@ def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timed
             raise ValidationProblem(refusal, errors={"points": [refusal]})
         redemption.points = points
         redemption.points_discount_amount = program.points_value(points, payload["currency"])
+        # The hold first, so the redemption is inserted once, already pointing at it.
+        redemption.hold_id = Ledger(db.session).hold(
+            member.id, points, reference=f"redemption:{redemption.public_id}", expires_at=redemption.expires_at,
+            now=now, order_id=redemption.order_id, description=f"Points held for order {redemption.order_id}").id
+    set_committed_value(redemption, "member", member)  # the answer names the member: no second read
     db.session.add(redemption)
     db.session.flush()
-    if points:
-        hold = Ledger(db.session).hold(member.id, points, reference=f"redemption:{redemption.public_id}",
-                                       expires_at=redemption.expires_at, now=now, order_id=redemption.order_id,
-                                       description=f"Points held for order {redemption.order_id}")
-        redemption.hold_id = hold.id
     return redemption
 
 
@@ -507,7 +511,11 @@ def get_order(order_id: str, *, lock: bool = False) -> Order:
 def refund(order_id: str, payload: dict[str, Any], *, now: datetime, source: str = "api") -> Refund:
     """Give back part or all of an order: its earned points are clawed back and its redeemed points restored
     in proportion to the money refunded so far, so partial refunds add up to exactly the full one."""
-    order = get_order(order_id, lock=True)
+    return refund_order(get_order(order_id, lock=True), payload, now=now, source=source)
+
+
+def refund_order(order: Order, payload: dict[str, Any], *, now: datetime, source: str) -> Refund:
+    """`refund` of an order the caller has locked."""
     request_hash = fingerprint(payload["refund_id"], payload["amount"])
     previous = db.session.scalar(select(Refund).where(Refund.order_id == order.id,
                                                       Refund.refund_id == payload["refund_id"]))

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 
 from loyalty.checkout.models import Order
 from loyalty.errors import Conflict, NotFound, ValidationProblem
@@ -105,9 +106,10 @@ def publish(version: int, *, effective_from: datetime | None, staff_id: int | No
 
 
 def in_force(at: datetime) -> RuleVersion | None:
+    # The document loads only when read: checkout reads it parsed, from `_parsed`, once per process.
     return db.session.scalar(
         select(RuleVersion).where(RuleVersion.status == "published", RuleVersion.effective_from <= at)
-        .order_by(RuleVersion.effective_from.desc()).limit(1))
+        .order_by(RuleVersion.effective_from.desc()).limit(1).options(defer(RuleVersion.document)))
 
 
 def parsed(version: RuleVersion) -> dict[str, Any]:

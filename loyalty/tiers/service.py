@@ -16,7 +16,7 @@ from typing import Any
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -265,10 +265,13 @@ def preview(tiers: list[Tier], now: datetime, *, batch_size: int = 1000) -> dict
 # --- reading ----------------------------------------------------------------------------------------
 
 def current_tier(member: Member) -> tuple[Tier | None, MemberTier | None]:
-    row = db.session.get(MemberTier, member.id)
-    if row is not None:
-        return db.session.get(Tier, row.tier_id), row
-    return db.session.scalar(select(Tier).where(Tier.rank == 0)), None
+    """The member's tier and their tier row, in one read; a member with no row is in the base tier."""
+    held = db.session.execute(
+        select(Tier, MemberTier)
+        .outerjoin(MemberTier, and_(MemberTier.tier_id == Tier.id, MemberTier.member_id == member.id))
+        .where(or_(MemberTier.member_id.is_not(None), Tier.rank == 0))
+        .order_by(MemberTier.member_id.is_(None)).limit(1)).first()
+    return (held.Tier, held.MemberTier) if held is not None else (None, None)
 
 
 def summary(member: Member, now: datetime) -> dict[str, Any]:

@@ -18,11 +18,12 @@ from typing import Any
 
 import stripe
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Redemption
+from loyalty.db import for_update
 from loyalty.errors import Conflict, Problem, RedemptionNotHeld
 from loyalty.extensions import db
 from loyalty.webhooks import stripe_api
@@ -142,7 +143,7 @@ def _paid(obj: dict[str, Any], row: StripeEvent, now: datetime, *, currency: str
     order_id = metadata.get("order_id") or (redemption.order_id if redemption else obj["id"])
     paid_at = min(row.stripe_created, now)
     # The other event of the purchase may have named no order_id: its PaymentIntent finds the order then.
-    if (order := checkout.find_order(order_id) or _order_paid_by(payment_intent, {})) is not None:
+    if (order := _recorded_order(order_id, payment_intent)) is not None:
         return _already_recorded(order, redemption, payment_intent, paid_at, now)
     try:
         result = checkout.record_paid_order({
@@ -151,7 +152,7 @@ def _paid(obj: dict[str, Any], row: StripeEvent, now: datetime, *, currency: str
             "redemption_id": redemption.public_id if redemption else None,
         }, now=now, payment_intent_id=payment_intent)
     except Conflict as conflict:  # the purchase's other event recorded it at the same moment
-        order = checkout.find_order(order_id) or _order_paid_by(payment_intent, {})
+        order = _recorded_order(order_id, payment_intent)
         if conflict.code != "order_conflict" or order is None:
             raise
         return _already_recorded(order, redemption, payment_intent, paid_at, now)
@@ -196,12 +197,24 @@ def _payment_failed(intent: dict[str, Any], row: StripeEvent, now: datetime) -> 
 
 # --- refunds and disputes ----------------------------------------------------------------------------------
 
+def _recorded_order(order_id: str, payment_intent: str | None) -> Order | None:
+    """The order a purchase was recorded as: by its order_id, else by its PaymentIntent. One read, since
+    nearly every purchase is new and both answers are then none."""
+    by_id = Order.order_id == order_id
+    if not payment_intent:
+        return checkout.find_order(order_id)
+    return db.session.scalars(select(Order).where(or_(by_id, Order.payment_intent_id == payment_intent))
+                              .order_by(by_id.desc()).limit(1)).first()
+
+
 def _order_paid_by(payment_intent: str | None, metadata: dict[str, Any]) -> Order | None:
+    """The order a charge or dispute is about, locked: by its PaymentIntent, else by the order_id it names."""
     if payment_intent:
-        order = db.session.scalar(select(Order).where(Order.payment_intent_id == payment_intent))
+        order = db.session.scalar(for_update(select(Order).where(Order.payment_intent_id == payment_intent)
+                                             .execution_options(populate_existing=True), db.session))
         if order is not None:
             return order
-    return checkout.find_order(metadata["order_id"]) if metadata.get("order_id") else None
+    return checkout.find_order(metadata["order_id"], lock=True) if metadata.get("order_id") else None
 
 
 def _not_yet(payment_intent: str | None, what: str) -> Outcome:
@@ -216,12 +229,11 @@ def _charge_refunded(charge: dict[str, Any], row: StripeEvent, now: datetime) ->
     order = _order_paid_by(charge.get("payment_intent"), charge.get("metadata") or {})
     if order is None:
         return _not_yet(charge.get("payment_intent"), "A refund")
-    order = checkout.get_order(order.order_id, lock=True)
     new = min(charge["amount_refunded"] - checkout.refunded_by(order, "stripe"),
               order.total_amount - order.refunded_amount)
     if new <= 0:
         return Outcome("applied", "Nothing new refunded since the refunds already seen.")
-    refund = checkout.refund(order.order_id, {"refund_id": f"{charge['id']}:{charge['amount_refunded']}",
+    refund = checkout.refund_order(order, {"refund_id": f"{charge['id']}:{charge['amount_refunded']}",
                                               "amount": new, "reason": "refunded in Stripe"}, now=now,
                              source="stripe")
     return Outcome("applied", f"Refunded {new}: {refund.points_clawed_back} points clawed back, "
@@ -232,7 +244,6 @@ def _dispute_created(dispute: dict[str, Any], row: StripeEvent, now: datetime) -
     order = _order_paid_by(dispute.get("payment_intent"), dispute.get("metadata") or {})
     if order is None:
         return _not_yet(dispute.get("payment_intent"), "A dispute")
-    order = checkout.get_order(order.order_id, lock=True)
     if order.dispute_status in ("won", "lost"):  # a charge has one dispute: its closing came first
         return Outcome("applied", f"Order {order.order_id}'s dispute was already closed ({order.dispute_status}).")
     checkout.open_dispute(order)
@@ -244,7 +255,7 @@ def _dispute_closed(dispute: dict[str, Any], row: StripeEvent, now: datetime) ->
     if order is None:
         return _not_yet(dispute.get("payment_intent"), "A dispute's outcome")
     lost = dispute.get("status") == "lost"
-    checkout.close_dispute(checkout.get_order(order.order_id, lock=True), dispute_id=dispute["id"], lost=lost,
+    checkout.close_dispute(order, dispute_id=dispute["id"], lost=lost,
                            amount=dispute.get("amount") or 0, now=now)
     return Outcome("applied", f"Dispute {dispute.get('status')}: " +
                    ("the points follow the money back." if lost else "the points go on as before."))
