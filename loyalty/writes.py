@@ -59,6 +59,11 @@ class StoredResponse(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# The claim, built once per dialect: every write sent with a key makes one.
+_CLAIM = {name: dialect.insert(StoredResponse).on_conflict_do_nothing(index_elements=["caller", "key"])
+          .returning(StoredResponse) for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+
+
 def write(view: Callable | None = None, *, key_required: bool = False) -> Callable:
     """Make `view` one unit of work; `key_required` refuses a request without an Idempotency-Key."""
     if view is None:
@@ -110,10 +115,9 @@ def _claim(key: str) -> StoredResponse:
     retention = timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
     for _ in range(3):  # again only when the key's row was past retention, or purged meanwhile
         # RETURNING the row itself: the new claim comes back as an object, with no second read.
-        claimed = db.session.scalar(
-            _insert().values(caller=caller, key=key, request_hash=request_hash, method=request.method,
-                             path=request.path[:300], created_at=moment, expires_at=moment + retention)
-            .on_conflict_do_nothing(index_elements=["caller", "key"]).returning(StoredResponse))
+        claimed = db.session.scalar(_CLAIM[db.session.get_bind().dialect.name], {
+            "caller": caller, "key": key, "request_hash": request_hash, "method": request.method,
+            "path": request.path[:300], "created_at": moment, "expires_at": moment + retention})
         stored = claimed or _stored(caller, key)
         if stored is not None and (claimed or stored.expires_at > moment):
             break
@@ -125,11 +129,6 @@ def _claim(key: str) -> StoredResponse:
     if stored.request_hash != request_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with another request.")
     return stored
-
-
-def _insert():
-    dialect = db.session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(StoredResponse)
 
 
 def _stored(caller: str, key: str) -> StoredResponse | None:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from flask import g, request
 from flask_login import current_user
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from loyalty.auth.models import ApiKey, StaffUser
 from loyalty.clock import now
@@ -28,6 +28,9 @@ from loyalty.members.models import Member
 
 # last_used_at is informational; refreshing it at most hourly keeps reads free of writes.
 _LAST_USED_GRANULARITY = timedelta(hours=1)
+# Built once: every API request runs it. Columns, not an object: nothing here changes the key.
+_KEY_BY_HASH = select(ApiKey.id, ApiKey.public_id, ApiKey.scopes, ApiKey.last_used_at, ApiKey.revoked_at).where(
+    ApiKey.key_hash == bindparam("key_hash"))
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,7 @@ def _api_key_principal(header: str) -> Principal:
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret or len(secret) > 200:
         raise Unauthenticated("Use `Authorization: Bearer <api key>`.")
-    # Columns, not an object: every API request pays for this read, and nothing here changes the key.
-    key = db.session.execute(select(ApiKey.id, ApiKey.public_id, ApiKey.scopes, ApiKey.last_used_at,
-                                    ApiKey.revoked_at).where(ApiKey.key_hash == hash_api_key(secret))).first()
+    key = db.session.execute(_KEY_BY_HASH, {"key_hash": hash_api_key(secret)}).first()
     if key is None or key.revoked_at is not None:
         raise Unauthenticated("The API key is not valid.", code="invalid_api_key")
     moment = now()

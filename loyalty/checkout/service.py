@@ -35,6 +35,7 @@ from loyalty.extensions import db
 from loyalty.idempotency import fingerprint
 from loyalty.ledger.models import Hold, JournalTransaction
 from loyalty.ledger.service import Ledger
+from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import engine as offer_engine
 from loyalty.offers import service as offers
@@ -78,7 +79,7 @@ def _lines_net(cart: offer_engine.Cart) -> int:
 
 
 def get_member(public_id: str) -> Member:
-    member = db.session.scalar(select(Member).where(Member.public_id == public_id))
+    member = members.find_member(public_id)
     if member is None or member.status == "erased":
         raise ValidationProblem(errors={"member_id": ["No member has this id."]})
     return member

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, column, func, insert, or_, select, table
+from sqlalchemy import and_, bindparam, column, func, insert, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,18 @@ from loyalty.ledger.models import (
 
 # The ledger reads a member's status without importing the members package (which needs Flask).
 _members = table("members", column("id"), column("status"))
+
+# The reads every checkout makes, built once (a statement costs as much to build as to run).
+_ACCOUNTS = (select(Account, _members.c.status).join(_members, _members.c.id == Account.member_id)
+             .where(Account.member_id == bindparam("member_id")).order_by(Account.id)
+             .execution_options(populate_existing=True))
+_ACCOUNTS_FOR_UPDATE = _ACCOUNTS.with_for_update(of=Account)
+_BALANCES = select(Account.kind, Account.balance).where(Account.member_id == bindparam("member_id"))
+_BY_REFERENCE = select(JournalTransaction).where(JournalTransaction.reference == bindparam("reference"))
+_EXPIRING = (select(Lot.expires_at, func.sum(Lot.remaining))
+             .where(Lot.member_id == bindparam("member_id"), Lot.status == "active",
+                    Lot.expires_at > bindparam("now"), Lot.expires_at <= bindparam("until"))
+             .group_by(Lot.expires_at).order_by(Lot.expires_at).limit(bindparam("limit")))
 
 EARN_KINDS = ("earn", "bonus")
 REVERSIBLE_KINDS = ("earn", "bonus", "adjust")
@@ -141,14 +153,9 @@ class Ledger:
 
     def _lock(self, member_id: int) -> tuple[dict[str, Account], str]:
         """Lock the member's accounts in id order; answer them with the member's status."""
-        query = (
-            select(Account, _members.c.status)
-            .join(_members, _members.c.id == Account.member_id)
-            .where(Account.member_id == member_id)
-            .order_by(Account.id)
-            .execution_options(populate_existing=True)
-        )
-        rows = self.session.execute(for_update(query, self.session, of=Account)).all()
+        # SQLite has no row locks: its transactions begin IMMEDIATE instead (see loyalty.db.for_update).
+        postgresql = self.session.get_bind().dialect.name == "postgresql"
+        rows = self.session.execute(_ACCOUNTS_FOR_UPDATE if postgresql else _ACCOUNTS, {"member_id": member_id}).all()
         if not rows:
             raise NotFound("No member has this id.")
         return {account.kind: account for account, _ in rows}, rows[0][1]
@@ -160,7 +167,7 @@ class Ledger:
                                         .order_by(Account.member_id, Account.id), self.session))
 
     def _replay(self, reference: str, request_hash: str) -> JournalTransaction | None:
-        txn = self.session.scalar(select(JournalTransaction).where(JournalTransaction.reference == reference))
+        txn = self.session.scalar(_BY_REFERENCE, {"reference": reference})
         if txn is not None and txn.request_hash != request_hash:
             raise IdempotencyKeyReused("This reference was already used with other details.")
         return txn
@@ -181,20 +188,14 @@ class Ledger:
 
     def balances(self, member_id: int) -> Balances:
         """From the cached account rows: one indexed read, whatever the history's length."""
-        rows = dict(self.session.execute(
-            select(Account.kind, Account.balance).where(Account.member_id == member_id)
-        ).all())
+        rows = dict(self.session.execute(_BALANCES, {"member_id": member_id}).all())
         return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
                         -rows.get("issued", 0))
 
     def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5) -> list[Expiring]:
         """Available points that expire before `until`, soonest first, grouped by moment."""
-        rows = self.session.execute(
-            select(Lot.expires_at, func.sum(Lot.remaining))
-            .where(Lot.member_id == member_id, Lot.status == "active", Lot.expires_at > now,
-                   Lot.expires_at <= until)
-            .group_by(Lot.expires_at).order_by(Lot.expires_at).limit(limit)
-        ).all()
+        rows = self.session.execute(_EXPIRING, {"member_id": member_id, "now": now, "until": until,
+                                                "limit": limit}).all()
         return [Expiring(int(points), expires_at) for expires_at, points in rows]
 
     def get_transaction(self, public_id: str) -> JournalTransaction:

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from loyalty.auth.passwords import hash_password, verify_password
@@ -169,8 +169,16 @@ def authenticate(email: str, password: str) -> Member:
     return member
 
 
+# Built once: most API requests name a member.
+_BY_PUBLIC_ID = select(Member).where(Member.public_id == bindparam("public_id"))
+
+
+def find_member(public_id: str) -> Member | None:
+    return db.session.scalar(_BY_PUBLIC_ID, {"public_id": public_id})
+
+
 def get_member(public_id: str) -> Member:
-    member = db.session.scalar(select(Member).where(Member.public_id == public_id))
+    member = find_member(public_id)
     if member is None:
         raise NotFound("No member has this id.")
     return member

@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -105,11 +105,14 @@ def publish(version: int, *, effective_from: datetime | None, staff_id: int | No
     return draft
 
 
+# Built once, as every checkout asks. The document loads only when read: checkout reads it parsed, from
+# `_parsed`, once per process.
+_IN_FORCE = (select(RuleVersion).where(RuleVersion.status == "published", RuleVersion.effective_from <= bindparam("at"))
+             .order_by(RuleVersion.effective_from.desc()).limit(1).options(defer(RuleVersion.document)))
+
+
 def in_force(at: datetime) -> RuleVersion | None:
-    # The document loads only when read: checkout reads it parsed, from `_parsed`, once per process.
-    return db.session.scalar(
-        select(RuleVersion).where(RuleVersion.status == "published", RuleVersion.effective_from <= at)
-        .order_by(RuleVersion.effective_from.desc()).limit(1).options(defer(RuleVersion.document)))
+    return db.session.scalar(_IN_FORCE, {"at": at})
 
 
 def parsed(version: RuleVersion) -> dict[str, Any]:

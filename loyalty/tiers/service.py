@@ -16,7 +16,7 @@ from typing import Any
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -107,18 +107,13 @@ def qualifying_amounts(member_ids: list[int], bases: Iterable[Basis], now: datet
     amounts: dict[Basis, dict[int, int]] = {}
     for basis in set(bases):
         kind, window_days, currency = basis
-        since = now - timedelta(days=window_days)
-        query = _points_query(since) if kind == "points" else _spend_query(since, currency)
-        rows = db.session.execute(query.where(_member_column(kind).in_(member_ids))).all()
+        rows = db.session.execute(_POINTS if kind == "points" else _SPEND, {
+            "member_ids": member_ids, "since": now - timedelta(days=window_days), "currency": currency}).all()
         amounts[basis] = {member_id: int(total or 0) for member_id, total in rows}
     return amounts
 
 
-def _member_column(kind: str):
-    return JournalTransaction.member_id if kind == "points" else Order.member_id
-
-
-def _points_query(since: datetime):
+def _points_query():
     """Points earned less refunds (a clawback counts in full, shortfall included) and reversed earns;
     points spent or expired never count."""
     reversed_earn = aliased(JournalTransaction)
@@ -129,14 +124,21 @@ def _points_query(since: datetime):
         else_=0)
     return (select(JournalTransaction.member_id, func.sum(counted))
             .outerjoin(reversed_earn, reversed_earn.id == JournalTransaction.reverses_id)
-            .where(JournalTransaction.created_at >= since)
+            .where(JournalTransaction.created_at >= bindparam("since"),
+                   JournalTransaction.member_id.in_(bindparam("member_ids", expanding=True)))
             .group_by(JournalTransaction.member_id))
 
 
-def _spend_query(since: datetime, currency: str | None):
+def _spend_query():
     return (select(Order.member_id, func.sum(Order.total_amount - Order.refunded_amount))
-            .where(Order.paid_at >= since, Order.currency == currency)
+            .where(Order.paid_at >= bindparam("since"), Order.currency == bindparam("currency"),
+                   Order.member_id.in_(bindparam("member_ids", expanding=True)))
             .group_by(Order.member_id))
+
+
+# Built once: a member's summary and every earn ask, and building them costs more than running them.
+_POINTS, _SPEND = _points_query(), _spend_query()
+_FOLLOWING = select(Tier).where(Tier.rank > bindparam("rank")).order_by(Tier.rank).limit(1)
 
 
 def decide(member_ids: list[int], tiers: list[Tier], current: dict[int, Tier], now: datetime) -> list[Decision]:
@@ -264,13 +266,16 @@ def preview(tiers: list[Tier], now: datetime, *, batch_size: int = 1000) -> dict
 
 # --- reading ----------------------------------------------------------------------------------------
 
+# The member's tier row and tier, or the base tier when they have no row: one read, built once.
+_CURRENT_TIER = (
+    select(Tier, MemberTier)
+    .outerjoin(MemberTier, and_(MemberTier.tier_id == Tier.id, MemberTier.member_id == bindparam("member_id")))
+    .where(or_(MemberTier.member_id.is_not(None), Tier.rank == 0))
+    .order_by(MemberTier.member_id.is_(None)).limit(1))
+
+
 def current_tier(member: Member) -> tuple[Tier | None, MemberTier | None]:
-    """The member's tier and their tier row, in one read; a member with no row is in the base tier."""
-    held = db.session.execute(
-        select(Tier, MemberTier)
-        .outerjoin(MemberTier, and_(MemberTier.tier_id == Tier.id, MemberTier.member_id == member.id))
-        .where(or_(MemberTier.member_id.is_not(None), Tier.rank == 0))
-        .order_by(MemberTier.member_id.is_(None)).limit(1)).first()
+    held = db.session.execute(_CURRENT_TIER, {"member_id": member.id}).first()
     return (held.Tier, held.MemberTier) if held is not None else (None, None)
 
 
@@ -280,7 +285,7 @@ def summary(member: Member, now: datetime) -> dict[str, Any]:
     tier, row = current_tier(member)
     if tier is None:
         return {"tier": None, "next_tier": None, "tier_retained_until": None}
-    following = db.session.scalar(select(Tier).where(Tier.rank > tier.rank).order_by(Tier.rank).limit(1))
+    following = db.session.scalar(_FOLLOWING, {"rank": tier.rank})
     next_tier = None
     if following is not None:
         amount = qualifying_amounts([member.id], [_basis(following)], now)[_basis(following)].get(member.id, 0)
