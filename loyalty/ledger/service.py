@@ -50,6 +50,8 @@ _ACCOUNTS = (select(Account, _members.c.status).join(_members, _members.c.id == 
 _ACCOUNTS_FOR_UPDATE = _ACCOUNTS.with_for_update(of=Account)
 _BALANCES = select(Account.kind, Account.balance).where(Account.member_id == bindparam("member_id"))
 _BY_REFERENCE = select(JournalTransaction).where(JournalTransaction.reference == bindparam("reference"))
+_INSERT_POSTINGS = insert(Posting.__table__)
+_INSERT_LOT_MOVEMENTS = insert(LotMovement.__table__)
 _EXPIRING = (select(Lot.expires_at, func.sum(Lot.remaining))
              .where(Lot.member_id == bindparam("member_id"), Lot.status == "active",
                     Lot.expires_at > bindparam("now"), Lot.expires_at <= bindparam("until"))
@@ -128,13 +130,14 @@ class _Movement:
         except IntegrityError:
             # Only the reference is unique here: another member's movement already took it.
             raise IdempotencyKeyReused("This reference was already used for another movement.") from None
-        # Bulk inserts: the journal's rows are never read back as objects in this unit of work.
-        session.execute(insert(Posting), [{"transaction_id": txn.id, "account_id": self.accounts[k].id, "amount": a}
+        # Core inserts of the tables: the journal's rows are never read back as objects in this unit of work,
+        # so the ORM's bulk path (and its RETURNING of ids nobody reads) is not needed.
+        session.execute(_INSERT_POSTINGS, [{"transaction_id": txn.id, "account_id": self.accounts[k].id, "amount": a}
                                           for k, a in legs.items()])
         movements = [{"transaction_id": txn.id, "lot_id": lot.id, "amount": amount}
                      for lot, amount in self.lot_changes if amount]
         if movements:
-            session.execute(insert(LotMovement), movements)
+            session.execute(_INSERT_LOT_MOVEMENTS, movements)
         return txn
 
 
