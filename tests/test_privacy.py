@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from loyalty.checkout.models import Order, Redemption
 from loyalty.extensions import db
@@ -40,6 +39,7 @@ from loyalty.webhooks.models import OutboxEvent, StripeEvent
 from loyalty.writes import StoredResponse
 from tests import stripe_events as se
 from tests.conftest import PASSWORD, StoppedClock, assert_problem, bearer, publish_rules
+from tests.queries import counting_queries
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -324,22 +324,6 @@ def test_consents_of_answers_each_members_latest_answer_per_purpose_in_one_query
     assert states == {ids[0]: {"marketing_email": True, "sms": False, "personalised_offers": False},
                       ids[1]: {"marketing_email": False, "sms": False, "personalised_offers": True},
                       ids[2]: {"marketing_email": False, "sms": False, "personalised_offers": False}}
-
-
-@contextmanager
-def counting_queries() -> Iterator[list[str]]:
-    """The SQL statements run inside the block (inside an app context)."""
-    statements: list[str] = []
-
-    def record(connection, cursor, statement, *args) -> None:
-        if not statement.startswith("BEGIN"):
-            statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def test_an_erased_members_consent_cannot_be_recorded(shop, make_member, admin_key, row_counts):
