@@ -6,7 +6,8 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint migrate seed serve clean bench-ledger bench-checkout bench-worker bench-reports
+.PHONY: run test lint migrate seed serve clean bench bench-workers bench-scale bench-ledger bench-worker \
+	bench-reports bench-profile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,10 +45,26 @@ lint: $(VENV)/.installed-dev
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache
 
-# Checkout over HTTP under gunicorn on PostgreSQL: MEMBERS=20000 SECONDS=10 CLIENTS=16 WORKERS=4 by default.
-bench-checkout: $(VENV)/.installed
-	$(BIN)/python -m bench.checkout_bench --members $(or $(MEMBERS),20000) --seconds $(or $(SECONDS),10) \
-		--clients $(or $(CLIENTS),16) --workers $(or $(WORKERS),4)
+# The API under gunicorn's production configuration on PostgreSQL, driven by wrk, each operation next to its
+# ceiling (bench/raw_app.py, pgbench): MEMBERS=100000 SECONDS=15 CLIENTS=16; WORKERS=gunicorn.conf.py's.
+# Exits 1 only when the database disagrees with what wrk counted or the ledger does not verify.
+bench: $(VENV)/.installed
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m bench.run --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),15) \
+		--clients $(or $(CLIENTS),16) $(if $(WORKERS),--workers $(WORKERS))
+
+# Sync against gthread (--threads 4) workers, the same count: throughput, latency, CPU spread over workers.
+bench-workers: $(VENV)/.installed
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m bench.worker_model --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),15) \
+		--clients $(or $(CLIENTS),16) $(if $(WORKERS),--workers $(WORKERS))
+
+# Summary and hold cost against history size, 1 client and CLIENTS: SIZES=10000,100000,1000000 SECONDS=10.
+SIZES ?= 10000,100000,1000000
+bench-scale: $(VENV)/.installed
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python -m bench.scale --sizes $(SIZES) --seconds $(or $(SECONDS),10) \
+		--clients $(or $(CLIENTS),16) $(if $(WORKERS),--workers $(WORKERS))
 
 # The worker on PostgreSQL: MEMBERS=100000 (10 lots each) SECONDS=30 EVENTS=2000 by default.
 bench-worker: $(VENV)/.installed
@@ -57,3 +74,9 @@ bench-worker: $(VENV)/.installed
 # Reports on PostgreSQL: summary (a month, a year) and liability at MEMBERS=1000000 (10 journal rows each).
 bench-reports: $(VENV)/.installed
 	$(BIN)/python -m bench.reports_bench --members $(or $(MEMBERS),1000000) --earns $(or $(EARNS),10)
+
+# Where one checkout request's time goes, in-process: CPU, Python calls, SQL statements per operation; PROFILE=1
+# adds a pyinstrument profile of each. MEMBERS=5000 REQUESTS=300 OP=all by default.
+bench-profile: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.profile_checkout --members $(or $(MEMBERS),5000) --requests $(or $(REQUESTS),300) \
+		--op $(or $(OP),all) $(if $(PROFILE),--profile)
