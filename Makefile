@@ -53,11 +53,12 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),15) \
 		--clients $(or $(CLIENTS),16) $(if $(WORKERS),--workers $(WORKERS))
 
-# Sync against gthread (--threads 4) workers, the same count: throughput, latency, CPU spread over workers.
+# Sync against gthread (--threads 4) workers, the same count: throughput, latency, CPU spread over workers;
+# then sync workers at COUNTS=2,3,9.
 bench-workers: $(VENV)/.installed
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python -m bench.worker_model --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),15) \
-		--clients $(or $(CLIENTS),16) $(if $(WORKERS),--workers $(WORKERS))
+		--clients $(or $(CLIENTS),16) $(if $(WORKERS),--workers $(WORKERS)) $(if $(COUNTS),--counts $(COUNTS))
 
 # Summary and hold cost against history size, 1 client and CLIENTS: SIZES=10000,100000,1000000 SECONDS=10.
 SIZES ?= 10000,100000,1000000

@@ -1,10 +1,10 @@
 """`make bench-workers`: gunicorn's sync workers against gthread workers (`--threads 4`), the same number
 of worker processes, each under wrk's keep-alive connections, on the member summary and on hold + capture:
 throughput, p50, p99, and how the work spread over the worker processes (each one's CPU seconds from
-/proc, as shares of the workers' total).
+/proc, as shares of the workers' total). Then sync workers at other counts (`--counts`), to choose how many.
 
     make bench-workers    (or: python -m bench.worker_model [--members 100000] [--seconds 15] [--clients 16]
-                           [--workers N])
+                           [--workers N] [--counts 2,3,9])
 
 Sync workers close the connection after every answer (wrk reconnects, and any worker may take the next
 one); gthread workers keep it, so a connection stays with the process that accepted it.
@@ -26,8 +26,10 @@ PHASES = ("summary", "redeem")
 
 
 def measure(program: Program, model: str, args: argparse.Namespace) -> tuple[int, list[Result]]:
-    """(worker processes, each phase's result) for one worker model."""
-    with serving("wsgi:app", program.url, workers=args.workers, extra=MODELS[model]) as server:
+    """(worker processes, each phase's result) for one worker model: "sync", "gthread", or "syncN" for N sync
+    workers."""
+    count = int(model.removeprefix("sync")) if model.startswith("sync") and model != "sync" else args.workers
+    with serving("wsgi:app", program.url, workers=count, extra=MODELS.get(model, ())) as server:
         workers = len(server.workers())
         print(f"{model}: {workers} workers", flush=True)
         results = [warm_up(f"{model}-warmup", server, program, args.clients)]
@@ -66,11 +68,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=None, help="default: gunicorn.conf.py's")
+    parser.add_argument("--counts", default="2,3,9", help="other numbers of sync workers to measure")
     args = parser.parse_args()
 
     program = prepare(args.members)
     print(f"seeded {args.members:,} members in {program.seed_seconds:.1f} s", flush=True)
-    measured = {model: measure(program, model, args) for model in MODELS}
+    models = [*MODELS, *(f"sync{n}" for n in args.counts.split(",") if n)]
+    measured = {model: measure(program, model, args) for model in models}
     checks = tally.check(program.url, ok_counts([r for _, phases in measured.values() for r in phases]))
     results = {model: phases[1:] for model, (_, phases) in measured.items()}  # the warm-ups are not reported
     workers = measured["sync"][0]
