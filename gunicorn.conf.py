@@ -7,8 +7,12 @@ import multiprocessing
 import os
 
 bind = os.environ.get("LOYALTY_BIND", "127.0.0.1:8000")
-# Sync workers, one request at a time each: a request's work is CPU and short database round trips.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# Sync workers, one request at a time each, one more than there are cores: a request is CPU-bound Python between
+# short database round trips, so more processes only contend for the cores, and threads for one GIL. Measured on
+# 2 cores (BENCHMARKS.md, "Worker model"): 2-3 sync workers serve the most with the lowest p99, 9 serve a third
+# less; gthread workers serve less, with twice the p99, and leave connections piled on some processes.
+# With the database on another host requests wait longer on the network: raise WEB_CONCURRENCY there.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
 worker_class = "sync"
 # Loading the app before forking shares its code pages between workers and fails fast on a bad config.
 preload_app = True
