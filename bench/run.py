@@ -154,12 +154,19 @@ def measure(args: argparse.Namespace, program: Program) -> dict:
             "checks": [c.as_dict() for c in checks]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=15.0)
+def load_arguments(doc: str, *, seconds: float = 15.0, members: bool = True) -> argparse.ArgumentParser:
+    """The options every wrk-driven benchmark takes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if members:
+        parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=seconds)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=None, help="default: gunicorn.conf.py's")
+    return parser
+
+
+def main() -> None:
+    parser = load_arguments(__doc__)
     args = parser.parse_args()
     if args.seconds > 240:
         parser.error("--seconds above 240 would outlive the webhook signatures (300 s tolerance)")

@@ -15,7 +15,7 @@ import sys
 from bench import report, tally
 from bench.load import Result, drive
 from bench.program import Program, prepare
-from bench.run import lua_env, ok_counts, show, warm_up
+from bench.run import load_arguments, lua_env, ok_counts, show, warm_up
 from bench.server import serving
 
 PHASES = ("summary", "redeem")
@@ -49,11 +49,8 @@ def markdown(rows: list[tuple[Program, list[Result], list[tally.Check]]]) -> str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = load_arguments(__doc__, seconds=10.0, members=False)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="member counts, comma separated")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=None, help="default: gunicorn.conf.py's")
     args = parser.parse_args()
 
     rows = [measure(int(size), args) for size in args.sizes.split(",")]

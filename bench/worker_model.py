@@ -18,7 +18,7 @@ import sys
 from bench import report, tally
 from bench.load import Result, drive
 from bench.program import Program, prepare
-from bench.run import lua_env, ok_counts, show, warm_up
+from bench.run import load_arguments, lua_env, ok_counts, show, warm_up
 from bench.server import serving
 
 MODELS = {"sync": (), "gthread": ("--worker-class", "gthread", "--threads", "4")}
@@ -63,11 +63,7 @@ def markdown(results: dict[str, list[Result]], args: argparse.Namespace, workers
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=None, help="default: gunicorn.conf.py's")
+    parser = load_arguments(__doc__)
     parser.add_argument("--counts", default="2,3,9", help="other numbers of sync workers to measure")
     args = parser.parse_args()
 
