@@ -41,7 +41,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium chromium-driver)",
+        pytest.fail(f"Chromium is not installed at {CHROMIUM} (`make test` installs it: apt-get install chromium)",
                     pytrace=False)
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
