@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from itertools import count
 
@@ -30,11 +31,15 @@ PASSWORD = "correct horse battery"
 _serial = count(1)
 
 
-def _reset_postgres(url: str) -> None:
-    """Start from an empty schema. Refuses databases that do not look like test databases."""
+def _refuse_unless_a_test_database(url: str) -> None:
     name = make_url(url).database or ""
     if "test" not in name and "ci" not in name:
         pytest.exit(f"refusing to wipe {name!r}: DATABASE_URL for tests must name a test or ci database")
+
+
+def _reset_postgres(url: str) -> None:
+    """Start from an empty schema. Refuses databases that do not look like test databases."""
+    _refuse_unless_a_test_database(url)
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -42,13 +47,39 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+@contextmanager
+def _database_of_its_own(url: str, suffix: str) -> Iterator[str]:
+    """A fresh database beside `url`'s, named after it with `suffix`, dropped afterwards."""
+    server = make_url(url)
+    name = f"{server.database}_{suffix}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def database_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    if os.environ.get("DATABASE_URL"):
-        url = normalise_database_url(os.environ["DATABASE_URL"])
+def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The suite's database. Under pytest-xdist each worker has its own: a PostgreSQL one named after
+    DATABASE_URL's with the worker's id, or its own SQLite file."""
+    if not os.environ.get("DATABASE_URL"):
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    url = normalise_database_url(os.environ["DATABASE_URL"])
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
         _reset_postgres(url)
-        return url
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        yield url
+        return
+    _refuse_unless_a_test_database(url)
+    with _database_of_its_own(url, worker) as own:
+        yield own
 
 
 @pytest.fixture(scope="session")
