@@ -511,7 +511,8 @@ class Ledger:
                  description: str) -> JournalTransaction:
         """Take back points an order earned (a refund): from that order's lot first, pending or
         not, then from other available points; what the member already spent and no longer has
-        is recorded as the shortfall, and the member never goes below zero."""
+        is recorded as the shortfall, and the member never goes below zero. `description` says why;
+        the row's description adds what was taken and the shortfall."""
         _positive(points)
         if earn.kind not in EARN_KINDS:
             raise ValidationProblem(errors={"transaction": ["Only earned points can be clawed back."]})
@@ -542,9 +543,13 @@ class Ledger:
             from_others = self._spend_lots(movement, earn.member_id, min(points - from_lot, spendable),
                                            exclude=lot)
             movement.move("available", "issued", from_others)
+        taken, shortfall = from_lot + from_others, points - from_lot - from_others
+        description += f": {taken} points taken back"
+        if shortfall:
+            description += f"; {shortfall} of the {points} were already spent (shortfall)"
         return movement.write(earn.member_id, "clawback", reference=reference, request_hash=request_hash,
                               description=description, related_id=earn.id, order_id=earn.order_id,
-                              shortfall=points - from_lot - from_others)
+                              shortfall=shortfall)
 
     def restore(self, hold: Hold, points: int, *, reference: str, now: datetime,
                 description: str) -> JournalTransaction:

@@ -5,6 +5,7 @@ what it decided. Adds and flushes; never commits."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -181,13 +182,21 @@ def earn(member: Member, result: engine.EarnResult, *, kind: str, reference: str
     return txn
 
 
-def award_event(member: Member, event: str, *, now: datetime, reference: str) -> tuple[engine.EarnResult, Any]:
-    """Evaluate an event reward (signup, birthday, review, referral, custom:<name>) and pay it."""
+def award_event(member: Member, event: str, *, now: datetime, reference: str, order_id: str | None = None,
+                paid_at: datetime | None = None) -> tuple[engine.EarnResult, Any]:
+    """Evaluate an event reward (signup, birthday, review, referral, custom:<name>) and pay it. A reward an
+    order triggered (`order_id`, paid at `paid_at`) is linked to it and pending for its return window, so a
+    refund of the order finds it and takes it back."""
     version = in_force(now)
     if version is None:
         return _no_rules(), None
-    result = engine.evaluate_event(event, member_context(member, now), parsed(version), now)
-    txn = earn(member, result, kind="bonus", reference=reference, now=now, version=version,
+    document = parsed(version)
+    # The member's accounts first: two events at once are then counted one after the other (daily caps).
+    Ledger(db.session).lock_members([member.id])
+    result = engine.evaluate_event(event, member_context(member, now), document, now)
+    if paid_at is not None and result.points:
+        result = replace(result, pending_until=engine.pending_until(paid_at, document))
+    txn = earn(member, result, kind="bonus", reference=reference, now=now, version=version, order_id=order_id,
                description=_event_description(event, result))
     if txn is not None:
         tiers.upgrade_if_qualified(member, now)
