@@ -14,6 +14,7 @@ from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
+from loyalty.tiers import service as tiers
 from tests.conftest import bearer, publish_rules
 
 # One point per dollar, pending 14 days; a referral pays 500 to the referrer and 250 to the friend.
@@ -42,7 +43,8 @@ def shop(client, make_api_key):
 
     class Shop:
         def order(self, member_id: str, order_id: str, total: int = 5000):
-            body = {"order_id": order_id, "member_id": member_id, "currency": "usd", "lines": LINES,
+            lines = LINES if total == 5000 else [{"sku": "A", "quantity": 1, "unit_amount": total}]
+            body = {"order_id": order_id, "member_id": member_id, "currency": "usd", "lines": lines,
                     "total_amount": total}
             response = client.post("/v1/orders", json=body, headers=headers)
             assert response.status_code == 201, response.get_data(as_text=True)
@@ -219,3 +221,80 @@ def test_a_won_dispute_lets_the_bonuses_become_available(shop, pair, balances, c
         db.session.commit()
     assert balances(referrer) == Balances(available=500, lifetime_earned=500)
     assert balances(friend) == Balances(available=400, lifetime_earned=400)
+
+
+# --- what a refund leaves counts toward tiers and the lifetime total -----------------------------------
+
+@pytest.fixture
+def gold_at(in_app):
+    """A base tier and Gold at `threshold` points earned over a year."""
+
+    def make(threshold: int) -> None:
+        with in_app():
+            for code, rank, points in (("member", 0, 0), ("gold", 1, threshold)):
+                tiers.create_tier({"code": code, "name": code.title(), "rank": rank, "threshold": points,
+                                   "basis": "points", "window_days": 365})
+            db.session.commit()
+
+    return make
+
+
+@pytest.fixture
+def summary(client, make_api_key):
+    headers = bearer(make_api_key("members:read"))
+    return lambda member_id: client.get(f"/v1/members/{member_id}", headers=headers).get_json()
+
+
+def _tier_history(in_app, member_id: str) -> list[tuple]:
+    with in_app():
+        return [(h["from"], h["to"], h["reason"]) for h in tiers.history(members.get_member(member_id))]
+
+
+def test_a_refund_short_of_spent_points_leaves_the_kept_points_as_lifetime_and_tier_progress(
+        shop, make_member, summary, gold_at, clock, in_app):
+    gold_at(2000)
+    member = make_member()["id"]
+    shop.order(member, "ord-big", 226_000)  # 2,260 points, 100 more as a first order: Gold at once
+    clock.travel(15 * DAY)
+    shop.spend(member, 2159, "ord-spend")  # 201 points left
+    refund = shop.refund("ord-big", "re_1", 35_000)  # 365 of the order's 2,360 points follow the money
+    assert (refund["points_clawed_back"], refund["shortfall"]) == (365, 164)
+    points = summary(member)["points"]
+    # Taken back: 201, so 2,159 were issued and not returned; but only 1,995 were kept.
+    assert (points["available"], points["lifetime_earned"]) == (0, 1995)
+    assert summary(member)["tier"]["code"] == "member"
+    assert _tier_history(in_app, member)[0] == (
+        "gold", "member", "Refunded: 1995 points earned in 365 days; Gold needs 2000")
+
+
+def test_a_tier_reached_with_an_order_goes_with_its_refund_without_grace(shop, make_member, summary, gold_at,
+                                                                          in_app):
+    gold_at(100)
+    member = make_member()["id"]
+    shop.order(member, "ord-1")  # 150 points: Gold
+    assert summary(member)["tier"]["code"] == "gold"
+    shop.refund("ord-1", "re_1", 5000)
+    assert summary(member)["tier"]["code"] == "member"
+    assert [(old, new) for old, new, _ in _tier_history(in_app, member)] == [("gold", "member"), ("member", "gold")]
+
+
+def test_a_tier_reached_before_the_refunded_order_is_left_to_the_evaluation_and_its_grace(
+        shop, make_member, summary, gold_at, clock, in_app):
+    gold_at(100)
+    member = make_member()["id"]
+    shop.order(member, "ord-1")  # Gold with this order's 150 points
+    clock.travel(400 * DAY)  # they leave the window; no evaluation has run
+    shop.order(member, "ord-2")
+    shop.refund("ord-2", "re_1", 5000)
+    assert summary(member)["tier"]["code"] == "gold"
+    assert [(old, new) for old, new, _ in _tier_history(in_app, member)] == [("member", "gold")]
+
+
+def test_the_referrer_lifted_into_a_tier_by_a_referral_bonus_loses_it_with_the_refund(shop, pair, summary, gold_at):
+    gold_at(500)
+    referrer, friend = pair
+    shop.order(friend, "ord-1")
+    assert summary(referrer)["tier"]["code"] == "gold"
+    shop.refund("ord-1", "re_1", 5000)
+    assert summary(referrer)["tier"]["code"] == "member"
+    assert summary(referrer)["points"]["lifetime_earned"] == 0

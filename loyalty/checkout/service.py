@@ -556,6 +556,8 @@ def refund_order(order: Order, payload: dict[str, Any], *, now: datetime, source
     _claw_back(order, row, refunded, now)
     _claw_back_bonuses(order, bonuses, row, now)
     _restore(order, row, refunded, now)
+    for member_id in sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}):
+        tiers.revert_if_unqualified(member_id, since=order.paid_at, now=now)
     order.refunded_amount = refunded
     order.status = "refunded" if refunded == order.total_amount else "partially_refunded"
     outbox.emit("order.refunded", {

@@ -52,6 +52,8 @@ _BALANCES = select(Account.kind, Account.balance).where(Account.member_id == bin
 _BY_REFERENCE = select(JournalTransaction).where(JournalTransaction.reference == bindparam("reference"))
 _INSERT_POSTINGS = insert(Posting.__table__)
 _INSERT_LOT_MOVEMENTS = insert(LotMovement.__table__)
+_SHORTFALL = select(func.coalesce(func.sum(JournalTransaction.shortfall), 0)).where(
+    JournalTransaction.member_id == bindparam("member_id"), JournalTransaction.shortfall > 0)
 _EXPIRING = (select(Lot.expires_at, func.sum(Lot.remaining))
              .where(Lot.member_id == bindparam("member_id"), Lot.status == "active",
                     Lot.expires_at > bindparam("now"), Lot.expires_at <= bindparam("until"))
@@ -194,6 +196,10 @@ class Ledger:
         rows = dict(self.session.execute(_BALANCES, {"member_id": member_id}).all())
         return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
                         -rows.get("issued", 0))
+
+    def shortfall(self, member_id: int) -> int:
+        """Points refunds could not take back because the member had spent them: earned, but not kept."""
+        return int(self.session.scalar(_SHORTFALL, {"member_id": member_id}))
 
     def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5) -> list[Expiring]:
         """Available points that expire before `until`, soonest first, grouped by moment."""

@@ -288,7 +288,8 @@ def summary(member: Member) -> dict[str, Any]:
         "status": member.status,
         **tiers.summary(member, moment),
         "points": {"available": balances.available, "pending": balances.pending, "held": balances.held,
-                   "lifetime_earned": balances.lifetime_earned},
+                   # What the member kept: refunds take back even the points already spent.
+                   "lifetime_earned": balances.lifetime_earned - ledger.shortfall(member.id)},
         "expiring": [{"points": e.points, "expires_at": e.expires_at}
                      for e in ledger.expiring(member.id, moment, soon)],
         "referral_code": member.referral_code,
