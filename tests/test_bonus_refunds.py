@@ -298,3 +298,16 @@ def test_the_referrer_lifted_into_a_tier_by_a_referral_bonus_loses_it_with_the_r
     shop.refund("ord-1", "re_1", 5000)
     assert summary(referrer)["tier"]["code"] == "member"
     assert summary(referrer)["points"]["lifetime_earned"] == 0
+
+
+def test_a_spend_tier_reached_with_an_order_goes_with_its_refund(shop, make_member, summary, in_app):
+    with in_app():
+        for code, rank, threshold in (("member", 0, 0), ("gold", 1, 5000)):
+            tiers.create_tier({"code": code, "name": code.title(), "rank": rank, "threshold": threshold,
+                               "basis": "spend", "currency": "usd", "window_days": 365})
+        db.session.commit()
+    member = make_member()["id"]
+    shop.order(member, "ord-1")  # USD 50.00 spent: Gold
+    assert summary(member)["tier"]["code"] == "gold"
+    shop.refund("ord-1", "re_1", 1)  # USD 49.99 kept
+    assert summary(member)["tier"]["code"] == "member"

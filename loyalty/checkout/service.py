@@ -556,10 +556,10 @@ def refund_order(order: Order, payload: dict[str, Any], *, now: datetime, source
     _claw_back(order, row, refunded, now)
     _claw_back_bonuses(order, bonuses, row, now)
     _restore(order, row, refunded, now)
-    for member_id in sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}):
-        tiers.revert_if_unqualified(member_id, since=order.paid_at, now=now)
     order.refunded_amount = refunded
     order.status = "refunded" if refunded == order.total_amount else "partially_refunded"
+    for member_id in sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}):
+        tiers.revert_if_unqualified(member_id, since=order.paid_at, now=now)
     outbox.emit("order.refunded", {
         "order_id": order.order_id, "refund_id": row.refund_id, "amount": row.amount, "currency": order.currency,
         "refunded_amount": refunded, "points_clawed_back": row.points_clawed_back, "shortfall": row.shortfall,
