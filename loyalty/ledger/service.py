@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, column, func, insert, or_, select, table
+from sqlalchemy import BigInteger, and_, bindparam, cast, column, func, insert, literal, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,8 +52,10 @@ _BALANCES = select(Account.kind, Account.balance).where(Account.member_id == bin
 _BY_REFERENCE = select(JournalTransaction).where(JournalTransaction.reference == bindparam("reference"))
 _INSERT_POSTINGS = insert(Posting.__table__)
 _INSERT_LOT_MOVEMENTS = insert(LotMovement.__table__)
-_SHORTFALL = select(func.coalesce(func.sum(JournalTransaction.shortfall), 0)).where(
-    JournalTransaction.member_id == bindparam("member_id"), JournalTransaction.shortfall > 0)
+# With what refunds could not take back, from the few rows that fell short (a partial index): still one read.
+_BALANCES_KEPT = _BALANCES.union_all(
+    select(literal("shortfall"), cast(func.coalesce(func.sum(JournalTransaction.shortfall), 0), BigInteger))
+    .where(JournalTransaction.member_id == bindparam("member_id"), JournalTransaction.shortfall > 0))
 _EXPIRING = (select(Lot.expires_at, func.sum(Lot.remaining))
              .where(Lot.member_id == bindparam("member_id"), Lot.status == "active",
                     Lot.expires_at > bindparam("now"), Lot.expires_at <= bindparam("until"))
@@ -191,15 +193,13 @@ class Ledger:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def balances(self, member_id: int) -> Balances:
-        """From the cached account rows: one indexed read, whatever the history's length."""
-        rows = dict(self.session.execute(_BALANCES, {"member_id": member_id}).all())
+    def balances(self, member_id: int, *, kept: bool = False) -> Balances:
+        """From the cached account rows: one indexed read, whatever the history's length. `lifetime_earned` is
+        what was issued and not taken back; with `kept`, less what refunds could not take back either (points
+        the member had spent already): what they kept."""
+        rows = dict(self.session.execute(_BALANCES_KEPT if kept else _BALANCES, {"member_id": member_id}).all())
         return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
-                        -rows.get("issued", 0))
-
-    def shortfall(self, member_id: int) -> int:
-        """Points refunds could not take back because the member had spent them: earned, but not kept."""
-        return int(self.session.scalar(_SHORTFALL, {"member_id": member_id}))
+                        -rows.get("issued", 0) - rows.get("shortfall", 0))
 
     def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5) -> list[Expiring]:
         """Available points that expire before `until`, soonest first, grouped by moment."""

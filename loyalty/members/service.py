@@ -278,7 +278,7 @@ def summary(member: Member) -> dict[str, Any]:
     """The member summary of the API contract. Points come from the ledger's cached balances,
     never from summing history; the tier and the way to the next one from tiers."""
     ledger = Ledger(db.session)
-    balances = ledger.balances(member.id)
+    balances = ledger.balances(member.id, kept=True)  # refunds take back even the points already spent
     moment = now()
     soon = moment + timedelta(days=current_app.config["EXPIRING_SOON_DAYS"])
     return {
@@ -288,8 +288,7 @@ def summary(member: Member) -> dict[str, Any]:
         "status": member.status,
         **tiers.summary(member, moment),
         "points": {"available": balances.available, "pending": balances.pending, "held": balances.held,
-                   # What the member kept: refunds take back even the points already spent.
-                   "lifetime_earned": balances.lifetime_earned - ledger.shortfall(member.id)},
+                   "lifetime_earned": balances.lifetime_earned},
         "expiring": [{"points": e.points, "expires_at": e.expires_at}
                      for e in ledger.expiring(member.id, moment, soon)],
         "referral_code": member.referral_code,
