@@ -112,11 +112,9 @@ class Program:
     def points_refusal(self, points: int, payable: int, currency: str) -> str | None:
         """Why the rules do not let `points` pay for this order (balance aside: the ledger decides that)."""
         result = self.redeem(payable, currency, points)
-        if not result.allowed:
-            return result.reason
-        if points < (least := engine.least_points(result.min_points, result.step)):
+        if result.allowed and points < (least := engine.least_points(result.min_points, result.step)):
             return f"At least {least} points must be redeemed; {points} were asked."
-        if result.max_points == 0:
+        if not result.allowed or result.max_points == 0:
             return result.reason or "Points cannot pay for this order."
         if points % result.step:
             return f"Points are redeemed in steps of {result.step}."
