@@ -271,6 +271,18 @@ def test_more_points_than_the_rules_allow_for_the_order_are_refused(shop, member
     assert body["errors"] == {"points": ["At most 2500 points may pay for this order."]}
 
 
+def test_fewer_points_than_the_minimum_are_refused_naming_the_points_asked(shop, member_with, app):
+    with app.app_context():
+        publish_rules({**RULES, "redeem": {**RULES["redeem"], "min_points": 500}})
+    member = member_with(1200)
+    refusal = "At least 500 points must be redeemed; 450 were asked."
+    quote = shop.post("/v1/checkout/quote", {"member_id": member, "currency": "usd", "lines": LINES,
+                                             "points": 450}).get_json()
+    assert (quote["redeem"]["error"], quote["redeem"]["available_points"]) == (refusal, 1200)
+    body = assert_problem(shop.redeem(member, points=450), 422, "validation_error")
+    assert body["errors"] == {"points": [refusal]}
+
+
 def test_a_redemption_needs_points_or_a_coupon(shop, member_with):
     body = assert_problem(shop.redeem(member_with(100)), 422, "validation_error")
     assert "points" in body["errors"]

@@ -366,6 +366,7 @@ def test_clawback_takes_from_the_orders_pending_lot_first(ledger, member):
     txn = ledger.clawback(order, 40, reference=ref(), now=T0, description="Refund of order #1")
     db.session.commit()
     assert (txn.kind, txn.points, txn.shortfall) == ("clawback", -40, 0)
+    assert txn.description == "Refund of order #1: 40 points taken back"
     assert ledger.balances(member) == Balances(available=200, pending=60, lifetime_earned=260)
     assert_ledger_consistent()
 
@@ -376,6 +377,7 @@ def test_clawback_of_spent_points_goes_to_zero_and_records_the_shortfall(ledger,
     txn = ledger.clawback(order, 100, reference=ref(), now=T0, description="Refund")
     db.session.commit()
     assert (txn.points, txn.shortfall) == (-20, 80)
+    assert txn.description == "Refund: 20 points taken back; 80 of the 100 were already spent (shortfall)"
     assert ledger.balances(member).available == 0
     assert_ledger_consistent()
 

@@ -1,6 +1,8 @@
 """Rule versions over HTTP, and earning wired end to end: orders, events, signup and referral rewards."""
 
-from datetime import timedelta
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -236,6 +238,53 @@ def test_a_review_event_pays_every_time(publish, make_member, client, make_api_k
     assert points_of(client, make_api_key, member["id"])["available"] == 200 + 40
 
 
+def _review(client, headers: dict, member_id: str, **fields):
+    return client.post(f"/v1/members/{member_id}/events", json={"type": "review", **fields},
+                       headers={**headers, "Idempotency-Key": unique_email("key")})
+
+
+def test_reviews_past_the_daily_limit_pay_nothing_until_the_next_day(publish, make_member, client, make_api_key,
+                                                                     stop_clock):
+    clock = stop_clock(datetime(2026, 12, 4, 23, 0, tzinfo=UTC))
+    publish({**EVENTS, "events": {**EVENTS["events"], "review": {"points": 20, "max_per_day": 2}}})
+    member = make_member()
+    headers = bearer(make_api_key("members:write"))
+    answers = [_review(client, headers, member["id"]).get_json() for _ in range(3)]
+    assert [a["points"] for a in answers] == [20, 20, 0]
+    assert answers[2]["breakdown"] == [{"rule": "event.review", "points": 0,
+                                        "detail": "Daily limit reached: at most 2 reviews rewarded a day"}]
+    clock.travel(timedelta(hours=1))  # midnight UTC: a new day
+    assert _review(client, headers, member["id"]).get_json()["points"] == 20
+    assert points_of(client, make_api_key, member["id"])["available"] == 200 + 60
+
+
+def test_a_review_of_one_reference_pays_once_and_answers_the_same_again(publish, make_member, client, make_api_key):
+    publish(EVENTS)
+    member, other = make_member(), make_member()
+    headers = bearer(make_api_key("members:write"))
+    first = _review(client, headers, member["id"], reference="product:TEE-1")
+    again = _review(client, headers, member["id"], reference="product:TEE-1")
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json()
+    assert first.get_json()["points"] == 20
+    assert _review(client, headers, member["id"], reference="product:TEE-2").get_json()["points"] == 20
+    assert _review(client, headers, other["id"], reference="product:TEE-1").get_json()["points"] == 20
+    assert points_of(client, make_api_key, member["id"])["available"] == 200 + 40
+    with client.application.app_context():
+        assert db.session.scalar(select(func.count()).select_from(JournalTransaction).where(
+            JournalTransaction.reference.like("%:review:ref:product:TEE-1"))) == 2  # one per member
+
+
+def test_an_event_reference_out_of_bounds_is_refused(make_member, client, make_api_key, row_counts):
+    member = make_member()
+    headers = bearer(make_api_key("members:write"))
+    before = row_counts()
+    for reference in ("", "x" * 101, "two words", 7):
+        body = assert_problem(_review(client, headers, member["id"], reference=reference), 422, "validation_error")
+        assert list(body["errors"]) == ["reference"]
+    assert row_counts() == before
+
+
 def test_an_event_retried_with_its_key_pays_once(publish, make_member, client, make_api_key):
     publish(EVENTS)
     member = make_member()
@@ -271,8 +320,9 @@ def test_referral_pays_both_sides_at_the_referred_members_first_order(publish, m
     assert points_of(client, make_api_key, referrer["id"])["available"] == 200
     checkout(friend["id"])
     checkout(friend["id"])
-    assert points_of(client, make_api_key, referrer["id"])["available"] == 200 + 500
-    assert points_of(client, make_api_key, friend["id"])["available"] == 200 + 250
+    # Pending, like the order's own points, while the order can be returned.
+    assert points_of(client, make_api_key, referrer["id"])["pending"] == 500
+    assert points_of(client, make_api_key, friend["id"])["pending"] == 50 + 250 + 50
 
 
 def test_referrals_stop_paying_the_referrer_past_the_limit(publish, make_member, checkout, client, make_api_key):
@@ -280,4 +330,38 @@ def test_referrals_stop_paying_the_referrer_past_the_limit(publish, make_member,
     referrer = make_member()
     for _ in range(2):
         checkout(make_member(referral_code=referrer["referral_code"])["id"])
-    assert points_of(client, make_api_key, referrer["id"])["available"] == 200 + 500
+    assert points_of(client, make_api_key, referrer["id"])["pending"] == 500
+
+
+# --- races (PostgreSQL) --------------------------------------------------------------------------------
+
+def test_reviews_of_one_reference_at_once_pay_once_and_all_answer_the_same(pg):
+    from loyalty.members import service as members
+
+    racers = 10
+    with pg.app_context():
+        publish_rules({**EVENTS, "events": {"review": {"points": 20, "max_per_day": 5}}},
+                      at=now() - timedelta(seconds=1))
+        member_id = members.enrol(members.NewMember(email=unique_email()), source="test").public_id
+        db.session.commit()
+    barrier = threading.Barrier(racers)
+
+    def review(n: int) -> str | None:
+        with pg.app_context():
+            barrier.wait()
+            # Half review one product, half a product each: the daily limit of 5 holds across both.
+            reference = "product:TEE-1" if n % 2 else f"product:P-{n}"
+            _, txn = members.record_event(members.get_member(member_id), "review", occurred_at=None,
+                                          reference=reference)
+            answer = (reference, txn.public_id if txn else None)
+            db.session.commit()
+            return answer
+
+    with ThreadPoolExecutor(max_workers=racers) as pool:
+        answers = list(pool.map(review, range(racers)))
+    assert len({txn for reference, txn in answers if reference == "product:TEE-1"}) == 1  # all answer the first
+    with pg.app_context():
+        paid = db.session.scalars(select(JournalTransaction.reference).where(
+            JournalTransaction.reference.like("event:%:review:ref:%"))).all()
+        assert len(paid) == 5  # six references for a daily limit of five
+        assert len([reference for reference in paid if reference.endswith(":product:TEE-1")]) <= 1

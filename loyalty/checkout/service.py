@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty.batches import KeepGoing, always
@@ -112,6 +112,8 @@ class Program:
     def points_refusal(self, points: int, payable: int, currency: str) -> str | None:
         """Why the rules do not let `points` pay for this order (balance aside: the ledger decides that)."""
         result = self.redeem(payable, currency, points)
+        if result.allowed and points < (least := engine.least_points(result.min_points, result.step)):
+            return f"At least {least} points must be redeemed; {points} were asked."
         if not result.allowed or result.max_points == 0:
             return result.reason or "Points cannot pay for this order."
         if points % result.step:
@@ -465,7 +467,7 @@ def _earn_for(order: Order, member: Member, now: datetime) -> tuple[tuple[engine
     order.pending_until = result.pending_until if txn else None
     order.earn_transaction_id = txn.id if txn else None
     if first_order and member.referred_by_id:
-        _pay_referral(member, now)
+        _pay_referral(member, order, now)
     tiers.upgrade_if_qualified(member, now)
     db.session.flush()
     return _breakdown_of(order), txn.public_id if txn else None
@@ -476,13 +478,28 @@ def _has_earlier_orders(member: Member, order: Order) -> bool:
         is not None
 
 
-def _pay_referral(member: Member, now: datetime) -> None:
-    """Both sides of a referral are paid when the referred member's first order is paid."""
+def _pay_referral(member: Member, order: Order, now: datetime) -> None:
+    """Both sides of a referral are paid when the referred member's first order is paid, once: a later order
+    never pays it again, even when this one is refunded. Both bonuses belong to the order (pending for its
+    return window, taken back by its full refund)."""
     referrer = db.session.get(Member, member.referred_by_id)
-    rules.award_event(member, "referral_referred", now=now, reference=f"referral:{member.public_id}:referred")
+    rules.award_event(member, "referral_referred", now=now, reference=f"referral:{member.public_id}:referred",
+                      order_id=order.order_id, paid_at=order.paid_at)
     if referrer.status != "erased":
-        rules.award_event(referrer, "referral_referrer", now=now,
-                          reference=f"referral:{member.public_id}:referrer")
+        rules.award_event(referrer, "referral_referrer", now=now, reference=f"referral:{member.public_id}:referrer",
+                          order_id=order.order_id, paid_at=order.paid_at)
+
+
+def _bonuses(order: Order) -> list[JournalTransaction]:
+    """The bonuses the order triggered (its referral), whoever was paid them, found by the order's id; with
+    the accounts of everyone concerned locked at once, in member order, as when the referral was paid."""
+    reversal = aliased(JournalTransaction)
+    bonuses = list(db.session.scalars(select(JournalTransaction).where(  # staff may have reversed one already
+        JournalTransaction.order_id == order.order_id, JournalTransaction.kind == "bonus",
+        ~select(reversal.id).where(reversal.reverses_id == JournalTransaction.id).exists())))
+    if bonuses:
+        Ledger(db.session).lock_members(sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}))
+    return bonuses
 
 
 def _replay(order: Order, request_hash: str) -> OrderResult:
@@ -533,10 +550,14 @@ def refund_order(order: Order, payload: dict[str, Any], *, now: datetime, source
     db.session.add(row)
     db.session.flush()
     refunded = order.refunded_amount + row.amount
+    bonuses = _bonuses(order) if refunded == order.total_amount else []
     _claw_back(order, row, refunded, now)
+    _claw_back_bonuses(order, bonuses, row, now)
     _restore(order, row, refunded, now)
     order.refunded_amount = refunded
     order.status = "refunded" if refunded == order.total_amount else "partially_refunded"
+    for member_id in sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}):
+        tiers.revert_if_unqualified(member_id, since=order.paid_at, now=now)
     outbox.emit("order.refunded", {
         "order_id": order.order_id, "refund_id": row.refund_id, "amount": row.amount, "currency": order.currency,
         "refunded_amount": refunded, "points_clawed_back": row.points_clawed_back, "shortfall": row.shortfall,
@@ -555,9 +576,18 @@ def _claw_back(order: Order, row: Refund, refunded: int, now: datetime) -> None:
         return
     earn = db.session.get(JournalTransaction, order.earn_transaction_id)
     txn = Ledger(db.session).clawback(earn, points, reference=f"refund:{row.public_id}:clawback", now=now,
-                                      description=f"Refund of order {order.order_id}: {points} points taken back")
+                                      description=f"Refund of order {order.order_id}")
     row.points_clawed_back, row.shortfall = points, txn.shortfall
     order.points_clawed_back += points
+
+
+def _claw_back_bonuses(order: Order, bonuses: list[JournalTransaction], row: Refund, now: datetime) -> None:
+    """A bonus is all or nothing: a partial refund leaves it, the full refund takes all of it back, from
+    everyone it paid (what they already spent is their shortfall)."""
+    ledger = Ledger(db.session)
+    for bonus in bonuses:
+        ledger.clawback(bonus, bonus.points, reference=f"refund:{row.public_id}:clawback:{bonus.public_id}", now=now,
+                        description=f"Order {order.order_id} was refunded: {bonus.description}")
 
 
 def _restore(order: Order, row: Refund, refunded: int, now: datetime) -> None:
@@ -584,15 +614,20 @@ def refunded_by(order: Order, source: str) -> int:
 def open_dispute(order: Order) -> None:
     """A disputed payment: the order's points still pending stay pending until the dispute closes."""
     order.dispute_status = "open"
+    ledger, bonuses = Ledger(db.session), _bonuses(order)
     if order.earn_transaction_id:
-        Ledger(db.session).freeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id))
+        ledger.freeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id))
+    for bonus in bonuses:
+        ledger.freeze_pending(bonus)
 
 
 def close_dispute(order: Order, *, dispute_id: str, lost: bool, amount: int, now: datetime) -> None:
     """Won: the points go on as before. Lost: the money went back, so the points follow it like a refund."""
+    ledger, bonuses = Ledger(db.session), _bonuses(order)
     if order.earn_transaction_id and order.pending_until:
-        Ledger(db.session).unfreeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id),
-                                            order.pending_until)
+        ledger.unfreeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id), order.pending_until)
+    for bonus in bonuses:  # they share the order's return window
+        ledger.unfreeze_pending(bonus, order.pending_until or now)
     order.dispute_status = "lost" if lost else "won"
     left = order.total_amount - order.refunded_amount
     if lost and min(amount, left) > 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, event
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, event, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalty.clock import now
@@ -62,6 +62,9 @@ class JournalTransaction(Base):
         Index("ix_ledger_transactions_member_id_id", "member_id", "id"),
         # Reports and the dashboard read the journal by period.
         Index("ix_ledger_transactions_created_at", "created_at"),
+        # The few clawbacks that fell short, so a member's kept points are read without their whole journal.
+        Index("ix_ledger_transactions_member_id_shortfall", "member_id",
+              postgresql_where=text("shortfall > 0"), sqlite_where=text("shortfall > 0")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, column, func, insert, or_, select, table
+from sqlalchemy import BigInteger, and_, bindparam, cast, column, func, insert, literal, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,10 @@ _BALANCES = select(Account.kind, Account.balance).where(Account.member_id == bin
 _BY_REFERENCE = select(JournalTransaction).where(JournalTransaction.reference == bindparam("reference"))
 _INSERT_POSTINGS = insert(Posting.__table__)
 _INSERT_LOT_MOVEMENTS = insert(LotMovement.__table__)
+# With what refunds could not take back, from the few rows that fell short (a partial index): still one read.
+_BALANCES_KEPT = _BALANCES.union_all(
+    select(literal("shortfall"), cast(func.coalesce(func.sum(JournalTransaction.shortfall), 0), BigInteger))
+    .where(JournalTransaction.member_id == bindparam("member_id"), JournalTransaction.shortfall > 0))
 _EXPIRING = (select(Lot.expires_at, func.sum(Lot.remaining))
              .where(Lot.member_id == bindparam("member_id"), Lot.status == "active",
                     Lot.expires_at > bindparam("now"), Lot.expires_at <= bindparam("until"))
@@ -189,11 +193,13 @@ class Ledger:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def balances(self, member_id: int) -> Balances:
-        """From the cached account rows: one indexed read, whatever the history's length."""
-        rows = dict(self.session.execute(_BALANCES, {"member_id": member_id}).all())
+    def balances(self, member_id: int, *, kept: bool = False) -> Balances:
+        """From the cached account rows: one indexed read, whatever the history's length. `lifetime_earned` is
+        what was issued and not taken back; with `kept`, less what refunds could not take back either (points
+        the member had spent already): what they kept."""
+        rows = dict(self.session.execute(_BALANCES_KEPT if kept else _BALANCES, {"member_id": member_id}).all())
         return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
-                        -rows.get("issued", 0))
+                        -rows.get("issued", 0) - rows.get("shortfall", 0))
 
     def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5) -> list[Expiring]:
         """Available points that expire before `until`, soonest first, grouped by moment."""
@@ -511,7 +517,8 @@ class Ledger:
                  description: str) -> JournalTransaction:
         """Take back points an order earned (a refund): from that order's lot first, pending or
         not, then from other available points; what the member already spent and no longer has
-        is recorded as the shortfall, and the member never goes below zero."""
+        is recorded as the shortfall, and the member never goes below zero. `description` says why;
+        the row's description adds what was taken and the shortfall."""
         _positive(points)
         if earn.kind not in EARN_KINDS:
             raise ValidationProblem(errors={"transaction": ["Only earned points can be clawed back."]})
@@ -542,9 +549,13 @@ class Ledger:
             from_others = self._spend_lots(movement, earn.member_id, min(points - from_lot, spendable),
                                            exclude=lot)
             movement.move("available", "issued", from_others)
+        taken, shortfall = from_lot + from_others, points - from_lot - from_others
+        description += f": {taken} points taken back"
+        if shortfall:
+            description += f"; {shortfall} of the {points} were already spent (shortfall)"
         return movement.write(earn.member_id, "clawback", reference=reference, request_hash=request_hash,
                               description=description, related_id=earn.id, order_id=earn.order_id,
-                              shortfall=points - from_lot - from_others)
+                              shortfall=shortfall)
 
     def restore(self, hold: Hold, points: int, *, reference: str, now: datetime,
                 description: str) -> JournalTransaction:

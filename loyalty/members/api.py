@@ -110,7 +110,7 @@ def record_event(payload: dict, member_id: str):
     """Tell the program something the member did (`review`, `custom:newsletter`, ...): awards the
     event's points by the rules in force. Send `Idempotency-Key` so a retry pays once."""
     result, txn = service.record_event(service.get_member(member_id), payload["type"],
-                                       occurred_at=payload.get("occurred_at"))
+                                       occurred_at=payload.get("occurred_at"), reference=payload.get("reference"))
     return {"type": payload["type"], "points": result.points if txn else 0,
             "transaction_id": txn.public_id if txn else None,
             "breakdown": [{"rule": i.rule, "points": i.points, "detail": i.detail} for i in result.breakdown]}

@@ -135,6 +135,10 @@ class EventSchema(StrictSchema):
         r"^(signup|birthday|review|custom:[a-z0-9_]{1,40})$",
         error="One of signup, birthday, review or custom:<name> (a-z, 0-9, _)."))
     occurred_at = fields.AwareDateTime(allow_none=True)
+    reference = fields.String(validate=validate.Regexp(
+        r"^[A-Za-z0-9_.:/#-]{1,100}$", error="1 to 100 letters, digits or _ . : / # -."), metadata={
+        "description": "What the event is about (the product or order reviewed): an event pays once per member and "
+                       "reference; sent again, it answers what it paid the first time."})
     properties = fields.Dict(keys=fields.String(validate=validate.Length(max=64)), allow_none=True,
                              metadata={"description": "Kept with the request; not used by the rules yet."})
 

@@ -257,25 +257,28 @@ def adjust_points(member: Member, points: int, reason: str, *, reference: str, s
 EVENT_TYPES = ("signup", "birthday", "review")
 
 
-def record_event(member: Member, event: str, *, occurred_at: datetime | None):
+def record_event(member: Member, event: str, *, occurred_at: datetime | None, reference: str | None = None):
     """Award an event's points by the rules (an event that is not eligible awards 0, and says why).
-    Retries are the Idempotency-Key's business (`loyalty.writes`), so each call is its own movement."""
+    Retries are the Idempotency-Key's business (`loyalty.writes`), so each call is its own movement; but an
+    event with a `reference` (the product or order reviewed) pays once per member and reference."""
     moment = now()
     at = occurred_at or moment
     if at > moment:
         raise ValidationProblem(errors={"occurred_at": ["Cannot be in the future."]})
-    if event in ("signup", "birthday"):  # once-only events have a natural key
-        reference = f"{event}:{member.public_id}" + (f":{at.year}" if event == "birthday" else "")
+    if reference is not None:
+        key = f"event:{member.public_id}:{event}:ref:{reference}"
+    elif event in ("signup", "birthday"):  # once-only events have a natural key
+        key = f"{event}:{member.public_id}" + (f":{at.year}" if event == "birthday" else "")
     else:
-        reference = f"event:{member.public_id}:{event}:{secrets.token_hex(12)}"
-    return rules.award_event(member, event, now=at, reference=reference)
+        key = f"event:{member.public_id}:{event}:{secrets.token_hex(12)}"
+    return rules.award_event(member, event, now=at, reference=key, pays_once=reference is not None)
 
 
 def summary(member: Member) -> dict[str, Any]:
     """The member summary of the API contract. Points come from the ledger's cached balances,
     never from summing history; the tier and the way to the next one from tiers."""
     ledger = Ledger(db.session)
-    balances = ledger.balances(member.id)
+    balances = ledger.balances(member.id, kept=True)  # refunds take back even the points already spent
     moment = now()
     soon = moment + timedelta(days=current_app.config["EXPIRING_SOON_DAYS"])
     return {

@@ -260,6 +260,10 @@ class ReferralSchema(StrictSchema):
     max_per_referrer = _integer(load_default=None, allow_none=True, validate=POINTS)
 
 
+class ReviewSchema(PointsEventSchema):
+    max_per_day = _integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000))
+
+
 class CustomEventSchema(PointsEventSchema):
     once = StrictBoolean(load_default=False)
 
@@ -270,7 +274,7 @@ class EventsSchema(StrictSchema):
     signup = fields.Nested(PointsEventSchema, load_default=None, allow_none=True)
     birthday = fields.Nested(BirthdaySchema, load_default=None, allow_none=True)
     referral = fields.Nested(ReferralSchema, load_default=None, allow_none=True)
-    review = fields.Nested(PointsEventSchema, load_default=None, allow_none=True)
+    review = fields.Nested(ReviewSchema, load_default=None, allow_none=True)
     custom = EntryDict(
         keys=fields.String(validate=EVENT_NAME), values=fields.Nested(CustomEventSchema), load_default=dict
     )

@@ -51,6 +51,7 @@ class MemberContext:
     campaign_points: Mapping[str, int] = field(default_factory=dict)  # earned so far, by campaign id
     orders_paid: int = 0
     event_counts: Mapping[str, int] = field(default_factory=dict)  # keyed by the event string, e.g. "custom:news"
+    events_today: Mapping[str, int] = field(default_factory=dict)  # the same, paid since the day began (UTC)
     last_birthday_award: date | None = None
     referrals_rewarded: int = 0
 
@@ -306,7 +307,12 @@ def _signup(config: Mapping[str, Any], member: MemberContext, now: datetime) -> 
 
 
 def _review(config: Mapping[str, Any], member: MemberContext, now: datetime) -> tuple[int, str]:
-    return config["points"], "Paid for every review"
+    limit = config["max_per_day"]
+    if limit is None:
+        return config["points"], "Paid for every review"
+    if member.events_today.get("review", 0) >= limit:
+        return 0, f"Daily limit reached: at most {limit} reviews rewarded a day"
+    return config["points"], f"Paid for every review, at most {limit} a day"
 
 
 def _referrer(config: Mapping[str, Any], member: MemberContext, now: datetime) -> tuple[int, str]:
@@ -391,6 +397,11 @@ def _fitting_points(order_amount: int, value: Decimal, share_percent: int) -> in
     return floor(Fraction(max(0, order_amount) * share_percent, 100) / Fraction(value))
 
 
+def least_points(min_points: int, step: int) -> int:
+    """The fewest points that may be redeemed: min_points (at least 1), rounded up to a whole step."""
+    return -(-max(min_points, 1) // step) * step
+
+
 def evaluate_redeem(
     order_amount: int, currency: str, member: MemberContext, available_points: int, rules: Mapping[str, Any]
 ) -> RedeemResult:
@@ -409,7 +420,7 @@ def evaluate_redeem(
     available = max(0, available_points)
     fitting = _fitting_points(order_amount, value, redeem["max_share_percent"])
     max_points = min(available, fitting) // step * step
-    smallest = -(-max(min_points, 1) // step) * step  # the least that may be redeemed: min_points, in steps
+    smallest = least_points(min_points, step)
     if max_points < smallest:
         # Still allowed: the member may redeem with more points or on a larger order.
         if available < smallest:

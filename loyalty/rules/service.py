@@ -5,11 +5,12 @@ what it decided. Adds and flushes; never commits."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -128,17 +129,18 @@ def parsed(version: RuleVersion) -> dict[str, Any]:
 
 def member_context(member: Member, now: datetime, *, exclude_order: int | None = None) -> engine.MemberContext:
     """What the engine needs to know about a member, read from awards, the journal and orders."""
+    day_start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+    that_day = and_(RuleAward.created_at >= day_start, RuleAward.created_at < day_start + timedelta(days=1))
     awards = db.session.execute(
         select(RuleAward.rule, func.sum(func.coalesce(RuleAward.kept, RuleAward.points)), func.count(),
-               func.max(RuleAward.created_at))
+               func.max(RuleAward.created_at), func.sum(case((that_day, 1), else_=0)))
         .where(RuleAward.member_id == member.id).group_by(RuleAward.rule)).all()
-    campaign_points = {rule.removeprefix("campaign."): int(points) for rule, points, _, _ in awards
+    campaign_points = {rule.removeprefix("campaign."): int(points) for rule, points, *_ in awards
                        if rule.startswith("campaign.")}
     # Awards are named "event.review" or "event.custom.<name>"; the engine counts "review", "custom:<name>".
-    event_counts = {rule.removeprefix("event.").replace("custom.", "custom:", 1): count
-                    for rule, _, count, _ in awards if rule.startswith("event.")}
-    last_birthday = next((at for rule, _, _, at in awards if rule == "event.birthday"), None)
-    day_start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+    events = [(rule.removeprefix("event.").replace("custom.", "custom:", 1), count, int(today or 0))
+              for rule, _, count, _, today in awards if rule.startswith("event.")]
+    last_birthday = next((at for rule, _, _, at, _ in awards if rule == "event.birthday"), None)
     earned_today = db.session.scalar(
         select(func.coalesce(func.sum(JournalTransaction.points), 0))
         .where(JournalTransaction.member_id == member.id, JournalTransaction.kind.in_(("earn", "bonus")),
@@ -150,9 +152,11 @@ def member_context(member: Member, now: datetime, *, exclude_order: int | None =
     return engine.MemberContext(
         tier=tier.code if tier else None, tier_multiplier=tier.earn_multiplier if tier else Decimal(1),
         birthday=member.birthday, earned_today=int(earned_today),
-        campaign_points=campaign_points, orders_paid=db.session.scalar(orders), event_counts=event_counts,
+        campaign_points=campaign_points, orders_paid=db.session.scalar(orders),
+        event_counts={event: count for event, count, _ in events},
+        events_today={event: today for event, _, today in events if today},
         last_birthday_award=last_birthday.date() if last_birthday else None,
-        referrals_rewarded=event_counts.get("referral_referrer", 0),
+        referrals_rewarded=next((count for event, count, _ in events if event == "referral_referrer"), 0),
     )
 
 
@@ -181,17 +185,38 @@ def earn(member: Member, result: engine.EarnResult, *, kind: str, reference: str
     return txn
 
 
-def award_event(member: Member, event: str, *, now: datetime, reference: str) -> tuple[engine.EarnResult, Any]:
-    """Evaluate an event reward (signup, birthday, review, referral, custom:<name>) and pay it."""
+def award_event(member: Member, event: str, *, now: datetime, reference: str, order_id: str | None = None,
+                paid_at: datetime | None = None, pays_once: bool = False) -> tuple[engine.EarnResult, Any]:
+    """Evaluate an event reward (signup, birthday, review, referral, custom:<name>) and pay it. A reward an
+    order triggered (`order_id`, paid at `paid_at`) is linked to it and pending for its return window, so a
+    refund of the order finds it and takes it back. With `pays_once`, the reference pays once: asked again,
+    the award answers what it paid the first time."""
     version = in_force(now)
     if version is None:
         return _no_rules(), None
-    result = engine.evaluate_event(event, member_context(member, now), parsed(version), now)
-    txn = earn(member, result, kind="bonus", reference=reference, now=now, version=version,
+    document = parsed(version)
+    # The member's accounts first: two events at once are then counted one after the other (daily caps), and
+    # the second of two with one reference finds the first (the reference's unique key has the last word).
+    Ledger(db.session).lock_members([member.id])
+    if pays_once and (first := db.session.scalar(select(JournalTransaction).where(
+            JournalTransaction.reference == reference))) is not None:
+        return _paid(first), first
+    result = engine.evaluate_event(event, member_context(member, now), document, now)
+    if paid_at is not None and result.points:
+        result = replace(result, pending_until=engine.pending_until(paid_at, document))
+    txn = earn(member, result, kind="bonus", reference=reference, now=now, version=version, order_id=order_id,
                description=_event_description(event, result))
     if txn is not None:
         tiers.upgrade_if_qualified(member, now)
     return result, txn
+
+
+def _paid(txn: JournalTransaction) -> engine.EarnResult:
+    """What an award paid, read back from its transaction and its breakdown."""
+    items = tuple(engine.BreakdownItem(award.rule, award.points, award.detail) for award in db.session.scalars(
+        select(RuleAward).where(RuleAward.transaction_id == txn.id).order_by(RuleAward.id)))
+    return engine.EarnResult(points=txn.points, breakdown=items, pending_until=None, expires_at=None,
+                             campaign_points={})
 
 
 def _event_description(event: str, result: engine.EarnResult) -> str:

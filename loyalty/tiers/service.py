@@ -204,6 +204,31 @@ def upgrade_if_qualified(member: Member, now: datetime) -> Decision | None:
     return decision
 
 
+def revert_if_unqualified(member_id: int, *, since: datetime, now: datetime) -> Decision | None:
+    """After a refund took points back: a tier reached since `since` (when the refunded order was paid) that
+    the member no longer qualifies for was bought with points they did not keep. It goes at once, without
+    grace, back to the tier held before it (or the higher one still qualified for)."""
+    tiers = all_tiers()
+    if not tiers:
+        return None
+    row = _lock_rows([member_id], tiers, now)[member_id]
+    by_id = {t.id: t for t in tiers}
+    current = by_id[row.tier_id]
+    if row.since < since:
+        return None
+    [decision] = decide([member_id], tiers, {member_id: current}, now)
+    came_from = db.session.scalar(select(TierChange.from_tier_id).where(
+        TierChange.member_id == member_id, TierChange.to_tier_id == current.id)
+        .order_by(TierChange.id.desc()).limit(1))
+    target = max(decision.target, by_id.get(came_from, tiers[0]), key=lambda t: t.rank)
+    if target.rank >= current.rank:
+        return None
+    decision = Decision(member_id, current, target, decision.amounts)
+    _move(row, decision, reason="Refunded", now=now)
+    db.session.flush()
+    return decision
+
+
 def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) -> dict[str, int]:
     """Evaluate members: upgrade who qualifies higher; downgrade who no longer qualifies once their
     tier's grace has passed; keep (and extend the grace of) who requalifies. Rows another worker holds
