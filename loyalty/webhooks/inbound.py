@@ -26,7 +26,7 @@ from typing import Any
 import stripe
 from flask import current_app
 from marshmallow import Schema, ValidationError
-from sqlalchemy import ColumnElement, and_, not_, or_, select
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import with_expression
 
@@ -219,6 +219,15 @@ def list_events(*, now: datetime, limit: int, starting_after: str | None = None,
     if overdue is not None:
         query = query.where(overdue_now if overdue else not_(overdue_now))
     return paginate(query, StripeEvent, limit=limit, starting_after=starting_after, newest_first=True)
+
+
+def needing_attention(now: datetime) -> dict[str, int]:
+    """How many events failed, wait, and wait past the configured time: counted on the status index, never over
+    the applied ones."""
+    counts = dict(db.session.execute(select(StripeEvent.status, func.count()).where(
+        StripeEvent.status.in_(RETRYABLE_STATUSES)).group_by(StripeEvent.status)).all())
+    overdue = db.session.scalar(select(func.count()).select_from(StripeEvent).where(_overdue(now)))
+    return {"failed": counts.get("failed", 0), "waiting": counts.get("waiting", 0), "overdue": overdue}
 
 
 def retry(event_id: str, now: datetime) -> StripeEvent:
