@@ -1,5 +1,6 @@
 """The console's integrations pages, for admins only: webhook endpoints with their delivery log and replays, Stripe
-events that failed or wait, with retries, and API keys. Secrets are shown once, in the answer that made them, and never reach the session cookie."""
+events that failed or wait, with retries, and API keys. Secrets are shown once, in the answer that made them, and
+never reach the session cookie."""
 
 from __future__ import annotations
 
