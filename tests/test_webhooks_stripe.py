@@ -89,6 +89,15 @@ def enrol(app: Flask, points: int = START) -> Shopper:
         return Shopper(member.id, member.public_id)
 
 
+def arrive_late(app: Flask, public_id: str) -> Shopper:
+    """The member an event named turns up (imported after the payment, say): the cause of its failure fixed."""
+    shopper = enrol(app, points=0)
+    with app.app_context():
+        members.get_member(shopper.public_id).public_id = public_id
+        db.session.commit()
+    return Shopper(shopper.id, public_id)
+
+
 @pytest.fixture
 def member(app: Flask) -> Callable[..., Shopper]:
     return lambda points=START: enrol(app, points)
@@ -678,6 +687,30 @@ def test_the_same_payment_delivered_five_times_at_once_applies_once(pg, monkeypa
     no_breaches(pg)
 
 
+def test_a_failed_event_delivered_five_times_at_once_after_its_cause_is_fixed_applies_once(pg, monkeypatch):
+    configure(pg, monkeypatch)
+    publish_program(pg)
+    event = intent_succeeded("mem_imported_later", "ord_race", amount=5000)
+    payload = se.body(event)
+    headers = {"Content-Type": "application/json", "Stripe-Signature": se.sign(payload, SECRET)}
+    assert pg.test_client().post(URL, data=payload, headers=headers).get_json()["status"] == "failed"
+    shopper = arrive_late(pg, "mem_imported_later")
+    barrier = threading.Barrier(5)
+
+    def send(_: int) -> tuple[int, str]:
+        client = pg.test_client()
+        barrier.wait()
+        response = client.post(URL, data=payload, headers=headers)
+        return response.status_code, response.get_json().get("status")
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(send, range(5)))
+    assert sorted(results) == [(200, "applied")] + [(200, "duplicate")] * 4
+    assert journal_kinds(pg, shopper) == ["earn"]
+    assert balances(pg, shopper) == Balances(pending=50, lifetime_earned=50)
+    no_breaches(pg)
+
+
 # --- 12. the whole journey ---------------------------------------------------------------------------------
 
 def test_quote_redeem_pay_and_refund_through_http_leave_the_ledger_whole(client, app, member, make_api_key):
@@ -837,15 +870,6 @@ def test_a_failed_event_delivered_again_is_tried_again_and_still_changes_nothing
 # --- 14. staff: waiting and failed events, retried ---------------------------------------------------------
 
 ADMIN_EVENTS = "/v1/admin/stripe-events"
-
-
-def arrive_late(app: Flask, public_id: str) -> Shopper:
-    """The member an event named turns up (imported after the payment, say): the cause of its failure fixed."""
-    shopper = enrol(app, points=0)
-    with app.app_context():
-        members.get_member(shopper.public_id).public_id = public_id
-        db.session.commit()
-    return Shopper(shopper.id, public_id)
 
 
 @pytest.fixture
