@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from loyalty import clock
 from loyalty.checkout import service as checkout
@@ -33,6 +34,7 @@ from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
+from loyalty.webhooks import inbound
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
 from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
@@ -865,6 +867,42 @@ def test_a_failed_event_delivered_again_is_tried_again_and_still_changes_nothing
     assert deliver(client, event) == "failed"
     assert row_counts() == before
     assert stored(app, event) == ("failed", "validation_error: Invalid input (member_id: No member has this id.)")
+
+
+def _then(error: Exception) -> Callable[..., Any]:
+    """The payment's handler as it is, then `error`: a bug, or the database going away, after real work."""
+    schema, handler = inbound.HANDLERS["payment_intent.succeeded"]
+
+    def failing(*args: Any) -> Any:
+        handler(*args)
+        raise error
+    return schema, failing
+
+
+def test_a_bug_while_applying_an_event_rolls_its_effects_back_and_keeps_it_failed_for_a_retry(
+        client, app, member, row_counts, monkeypatch):
+    shopper = member(points=0)
+    monkeypatch.setitem(inbound.HANDLERS, "payment_intent.succeeded", _then(KeyError("amount")))
+    event = intent_succeeded(shopper, "ord_bug", amount=5000)
+    before = row_counts()
+    assert deliver(client, event) == "failed"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert stored(app, event) == ("failed", "internal_error: KeyError while applying it; see the logs.")
+    monkeypatch.undo()  # the fix, deployed
+    configure(app, monkeypatch)
+    assert deliver(client, event) == "applied"
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+
+
+def test_an_event_met_by_a_database_outage_is_not_stored_so_stripe_delivers_it_again(client, app, member,
+                                                                                     row_counts, monkeypatch):
+    monkeypatch.setitem(inbound.HANDLERS, "payment_intent.succeeded",
+                        _then(OperationalError("SELECT 1", {}, Exception("server closed the connection"))))
+    event = intent_succeeded(member(points=0), "ord_outage", amount=5000)
+    before = row_counts()
+    response = post(client, event)
+    assert response.status_code >= 500 and response.mimetype == "application/problem+json"
+    assert row_counts() == before
 
 
 # --- 14. staff: waiting and failed events, retried ---------------------------------------------------------

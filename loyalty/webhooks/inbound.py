@@ -26,7 +26,7 @@ from typing import Any
 import stripe
 from flask import current_app
 from marshmallow import Schema, ValidationError
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import with_expression
 
@@ -77,7 +77,7 @@ class Verified:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # applied, ignored, waiting
+    status: str  # applied, ignored, waiting, failed
     detail: str
     waiting_for: str | None = None
 
@@ -209,11 +209,15 @@ def _overdue(now: datetime) -> ColumnElement[bool]:
     return and_(StripeEvent.status == "waiting", StripeEvent.received_at <= since)
 
 
+def _events(now: datetime) -> Select:
+    """Stored events, each saying whether it is overdue."""
+    return select(StripeEvent).options(with_expression(StripeEvent.overdue, _overdue(now)))
+
+
 def list_events(*, now: datetime, limit: int, starting_after: str | None = None, status: str | None = None,
                 overdue: bool | None = None) -> dict:
-    """Stored events, newest first, each saying whether it is overdue."""
-    overdue_now = _overdue(now)
-    query = select(StripeEvent).options(with_expression(StripeEvent.overdue, overdue_now))
+    """Stored events, newest first."""
+    query, overdue_now = _events(now), _overdue(now)
     if status:
         query = query.where(StripeEvent.status == status)
     if overdue is not None:
@@ -240,8 +244,7 @@ def retry(event_id: str, now: datetime) -> StripeEvent:
         raise Conflict(f"This event was {row.status}: only failed and waiting events are tried again.",
                        code="stripe_event_settled")
     _apply(row, now)
-    return db.session.scalar(select(StripeEvent).where(StripeEvent.id == row.id).options(
-        with_expression(StripeEvent.overdue, _overdue(now))).execution_options(populate_existing=True))
+    return db.session.scalar(_events(now).where(StripeEvent.id == row.id).execution_options(populate_existing=True))
 
 
 # --- payments ----------------------------------------------------------------------------------------------

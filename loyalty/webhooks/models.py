@@ -43,7 +43,7 @@ class StripeEvent(db.Model):
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Stripe's id is the public one (pagination reads `public_id`).
     public_id: Mapped[str] = synonym("event_id")
-    # Waiting past the configured time: set by the query that reads it (`inbound.with_overdue`).
+    # Waiting past the configured time, which depends on the clock: set by the queries that list events.
     overdue: Mapped[bool | None] = query_expression()
 
 
