@@ -503,7 +503,8 @@ def test_retrying_an_event_that_still_fails_says_so_and_changes_nothing(admin, s
 
     response = submit(admin, f"/console/stripe-events/{stripe_world['failed']}/retry")
 
-    assert "tried again: failed. validation_error" in _text(admin.get(response.location))
+    assert (f'<div class="alert alert-warning" role="status">Stripe event {stripe_world["failed"]} tried again: '
+            'failed. validation_error') in _text(admin.get(response.location))
     assert {table: count for table, count in row_counts().items() if count != before[table]} == {
         "audit_log": before["audit_log"] + 1}
 

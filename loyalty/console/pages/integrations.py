@@ -126,7 +126,7 @@ def stripe_events_retry(event_id: str):
     if problem:
         raise problem
     return done(f"Stripe event {event_id} tried again: {event.status}. {event.detail or ''}".strip(),
-                "console.stripe_events")
+                "console.stripe_events", category="warning" if event.status == "failed" else "success")
 
 
 # --- API keys ------------------------------------------------------------------------------------------------------
