@@ -1,4 +1,5 @@
-"""`POST /v1/webhooks/stripe`: Stripe's events, verified, stored by id and applied exactly once.
+"""`POST /v1/webhooks/stripe`: Stripe's events, verified, stored by id and applied exactly once; those that cannot
+be applied kept failed with the reason, listed and retried by admins (`/v1/admin/stripe-events`).
 
 Payloads come from `tests/stripe_events.py`, shaped as Stripe sends them. Stripe created every event at
 `T0` unless a test says otherwise; the app's clock stands at `T0` and moves only when a test moves it.
