@@ -63,6 +63,8 @@ class Config:
     STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
     # Optional: only to fetch what a payload lacks (a Checkout Session's line items).
     STRIPE_API_KEY = ""
+    # A Stripe event waiting this long for its payment (a refund that came first) is listed as overdue.
+    STRIPE_WAITING_OVERDUE_HOURS = 24
 
     # Outbound webhooks. Private, loopback and link-local URLs are refused in production (SSRF) unless allowed.
     WEBHOOK_ALLOW_PRIVATE_URLS = True

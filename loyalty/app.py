@@ -113,7 +113,7 @@ def _init_api(app: Flask) -> None:
     from loyalty.rules.document import DecimalString
     from loyalty.tiers.api import blp as tiers_blp
     from loyalty.webhooks.api import blp as webhooks_blp
-    from loyalty.webhooks.api import endpoints_blp
+    from loyalty.webhooks.api import endpoints_blp, stripe_events_blp
 
     api.init_app(app)
     api.register_field(DecimalString, "string", "decimal")
@@ -126,7 +126,7 @@ def _init_api(app: Flask) -> None:
          "description": "A member or staff session from a login endpoint."},
     )
     for blueprint in (auth_blp, members_blp, rules_blp, tiers_blp, offers_blp, rewards_blp, checkout_blp,
-                      webhooks_blp, endpoints_blp, audit_blp, privacy_blp, reports_blp):
+                      webhooks_blp, endpoints_blp, stripe_events_blp, audit_blp, privacy_blp, reports_blp):
         api.register_blueprint(blueprint)
 
     @app.get("/docs/assets/<path:filename>")

@@ -29,8 +29,9 @@ from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
-from loyalty.webhooks import outbound
+from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.models import WebhookDelivery, WebhookEndpoint
+from tests import stripe_events
 from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
 
 # --- The callers -------------------------------------------------------------------------------
@@ -119,6 +120,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "PATCH /v1/admin/webhook-endpoints/{id}": ADMINS,
     "GET /v1/admin/webhook-endpoints/{id}/deliveries": ADMINS,
     "POST /v1/admin/webhook-endpoints/{id}/deliveries/{id}/replay": ADMINS,
+    "GET /v1/admin/stripe-events": ADMINS,
+    "POST /v1/admin/stripe-events/{id}/retry": ADMINS,
     "GET /v1/admin/reports/summary": ANALYSTS,
     "GET /v1/admin/reports/liability": ANALYSTS,
     "GET /v1/admin/audit-log": ADMINS,
@@ -155,7 +158,8 @@ OFFER = {"name": "Ten percent", "kind": "percent_off", "percent": 10}
 
 
 def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draft, make_tier,
-                 make_offer, make_reward, make_redemption, make_order, make_endpoint, make_delivery) -> Request:
+                 make_offer, make_reward, make_redemption, make_order, make_endpoint, make_delivery,
+                 make_stripe_event) -> Request:
     """A request to `endpoint` with a valid body and an existing target."""
     method, path = endpoint.split(" ", 1)
     if "{id}" in path:
@@ -177,6 +181,8 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
             target = make_endpoint()
             if "/deliveries/{id}" in path:
                 path = path.replace("/deliveries/{id}", f"/deliveries/{make_delivery(target)}")
+        elif path.startswith("/v1/admin/stripe-events/"):
+            target = make_stripe_event()
         else:
             target = api_key_id(make_api_key("checkout"))
         path = path.replace("{id}", target)
@@ -233,6 +239,7 @@ ACTIONS = frozenset({"POST /v1/admin/members/{id}/suspend", "POST /v1/admin/memb
                      "POST /v1/checkout/quote", "POST /v1/redemptions/{id}/capture",
                      "POST /v1/redemptions/{id}/cancel",
                      "POST /v1/admin/webhook-endpoints/{id}/deliveries/{id}/replay",
+                     "POST /v1/admin/stripe-events/{id}/retry",
                      "POST /v1/me/consents", "POST /v1/members/{id}/consents", "POST /v1/admin/members/{id}/erase"})
 # Answered with no body at all.
 NO_CONTENT = frozenset({"DELETE /v1/me"})
@@ -387,6 +394,21 @@ def make_delivery(app: Flask, make_member) -> Callable[[str], str]:
 
 
 @pytest.fixture
+def make_stripe_event(app: Flask) -> Callable[[], str]:
+    """A Stripe event that failed (a payment for a member who does not exist); answers its id."""
+
+    def make() -> str:
+        intent = stripe_events.payment_intent(amount=1000, metadata={"loyalty_member_id": "mem_nobody"})
+        event = stripe_events.event("payment_intent.succeeded", intent)
+        with app.app_context():
+            inbound.receive(inbound.Verified(event["id"], event["type"], now(), False, event), None, now=now())
+            db.session.commit()
+        return event["id"]
+
+    return make
+
+
+@pytest.fixture
 def make_order(app: Flask, make_member) -> Callable[[], str]:
     """A paid order; answers its order_id."""
 
@@ -413,11 +435,12 @@ def make_reward(app: Flask, make_offer) -> Callable[[], str]:
 
 
 @pytest.fixture
-def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier, make_offer,
-               make_reward, make_redemption, make_order, make_endpoint, make_delivery) -> Callable[[str], Request]:
+def request_to(make_member, make_api_key, api_key_id, make_draft, make_tier, make_offer, make_reward,
+               make_redemption, make_order, make_endpoint, make_delivery,
+               make_stripe_event) -> Callable[[str], Request]:
     return lambda endpoint: _request_for(endpoint, make_member, make_api_key, api_key_id, make_draft, make_tier,
                                          make_offer, make_reward, make_redemption, make_order, make_endpoint,
-                                         make_delivery)
+                                         make_delivery, make_stripe_event)
 
 
 # --- The table itself --------------------------------------------------------------------------

@@ -28,8 +28,9 @@ from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
-from loyalty.webhooks import outbound
+from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.models import WebhookDelivery
+from tests import stripe_events as se
 from tests.browser import look
 from tests.conftest import PASSWORD, StoppedClock, publish_rules
 
@@ -115,6 +116,19 @@ def _seed_webhooks() -> str:
     return endpoint.public_id
 
 
+FAILED_STRIPE_EVENT = "evt_1TourPaymentForAnUnknownMember"
+
+
+def _seed_stripe_events() -> None:
+    """A payment that failed (its member is unknown), a refund waiting for its payment, one event ignored."""
+    events = [se.event("payment_intent.succeeded", se.payment_intent(amount=4200, metadata={
+                  "loyalty_member_id": "mem_unknown", "order_id": "ord-lost"}), event_id=FAILED_STRIPE_EVENT),
+              se.event("charge.refunded", se.charge(amount=4200, amount_refunded=4200, payment_intent=se.new_id("pi"))),
+              se.event("customer.created", {"id": se.new_id("cus"), "object": "customer"})]
+    for event in events:
+        inbound.receive(inbound.Verified(event["id"], event["type"], now(), False, event), None, now=now())
+
+
 @pytest.fixture
 def program(app: Flask, make_staff, stop_clock) -> Callable[[int], Program]:
     """`program(members)` seeds the program, with `members` members (more than a page of 25 to see paging)."""
@@ -159,6 +173,7 @@ def _seed_program(app: Flask, make_staff, stop_clock, count: int) -> Program:
         auth.revoke_api_key(revoked.public_id)
         db.session.commit()
         endpoint = _seed_webhooks()
+        _seed_stripe_events()
         db.session.commit()
         return Program(admin=admin, analyst=analyst, member=shown.public_id, member_email=shown.email,
                        tier=tier.public_id, published=published, draft=draft, offer=offer.public_id,
@@ -290,6 +305,10 @@ def test_an_admin_on_a_desktop_tours_every_console_page(desktop, app, program):
     desktop.get_by_role("textbox", name="URL", exact=True).fill("https://erp.example.test/events")
     tour.submit("Register the endpoint", "webhook-created", 201)
     tour.visit(f"/console/webhooks/{p.endpoint}/edit", "webhook-edit")
+
+    tour.visit("/console/stripe-events", "stripe-events")
+    tour.visit("/console/stripe-events?status=failed", "stripe-events-failed")
+    tour.submit(f"Retry event {FAILED_STRIPE_EVENT}", "stripe-event-retried", 200)
 
     tour.visit("/console/api-keys", "api-keys")
     tour.visit("/console/api-keys/new", "api-key-new")

@@ -1,5 +1,6 @@
-"""The console's integrations pages, for admins only: webhook endpoints with their delivery log and replays, and
-API keys. Secrets are shown once, in the answer that made them, and never reach the session cookie."""
+"""The console's integrations pages, for admins only: webhook endpoints with their delivery log and replays, Stripe
+events that failed or wait, with retries, and API keys. Secrets are shown once, in the answer that made them, and
+never reach the session cookie."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from sqlalchemy import select
 from loyalty.auth import service as auth
 from loyalty.auth.models import ApiKey
 from loyalty.extensions import db
-from loyalty.webhooks import outbound, outbox
-from loyalty.webhooks.models import WebhookDelivery, WebhookEndpoint
-from tests.conftest import bearer, submit
+from loyalty.members import service as members
+from loyalty.webhooks import inbound, outbound, outbox
+from loyalty.webhooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
+from tests import stripe_events as se
+from tests.conftest import bearer, publish_rules, submit, unique_email
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CRM = "https://crm.example.test/loyalty"
@@ -399,6 +402,117 @@ def test_replaying_another_endpoints_delivery_is_404_and_changes_nothing(admin, 
     assert _delivery(in_app, delivery_id).status == "failed"
 
 
+# --- Stripe events: failed and waiting ones, retried ----------------------------------------------------------------
+
+@pytest.fixture
+def receive(in_app, clock):
+    """Receive a Stripe event as the webhook does, at the clock's time; answers its id."""
+
+    def make(event: dict) -> str:
+        with in_app():
+            inbound.receive(inbound.Verified(event["id"], event["type"], T0, False, event), None, now=clock())
+            db.session.commit()
+        return event["id"]
+
+    return make
+
+
+@pytest.fixture
+def member_named(in_app):
+    """A member whose public id is the one a Stripe event named: the cause of its failure, fixed."""
+
+    def make(public_id: str) -> None:
+        with in_app():
+            publish_rules({"earn": {"rates": {"usd": "1"}}}, at=T0 - timedelta(days=1))
+            member = members.enrol(members.NewMember(email=unique_email()), source="test")
+            member.public_id = public_id
+            db.session.commit()
+
+    return make
+
+
+def _payment(member_id: str, order_id: str = "ord_1") -> dict:
+    intent = se.payment_intent(amount=5000, metadata={"loyalty_member_id": member_id, "order_id": order_id})
+    return se.event("payment_intent.succeeded", intent)
+
+
+def _refund_before_its_payment() -> dict:
+    return se.event("charge.refunded", se.charge(amount=5000, amount_refunded=5000, payment_intent=se.new_id("pi")))
+
+
+def _stripe_status(in_app, event_id: str) -> tuple[str, str]:
+    with in_app():
+        return tuple(db.session.execute(select(StripeEvent.status, StripeEvent.detail)
+                                        .where(StripeEvent.event_id == event_id)).one())
+
+
+@pytest.fixture
+def stripe_world(receive) -> dict[str, str]:
+    """A failed payment (for a member not yet known), a refund waiting for its payment, an applied-nothing
+    ignored event; answers their ids."""
+    return {"failed": receive(_payment("mem_not_yet")), "waiting": receive(_refund_before_its_payment()),
+            "ignored": receive(se.event("charge.succeeded", se.charge(amount=5000, payment_intent="pi_x")))}
+
+
+def test_the_stripe_events_page_shows_each_event_with_what_became_of_it_and_a_retry_for_those_not_settled(
+        admin, stripe_world):
+    page = _text(admin.get("/console/stripe-events"))
+
+    for event_id in stripe_world.values():
+        assert f"<code class=\"muted\">{event_id}</code>" in page
+    assert "validation_error: Invalid input (member_id: No member has this id.)" in page
+    assert "A refund arrived before its payment; applied once the payment is recorded." in page
+    assert page.count('>Retry</button>') == 2
+    assert f'action="/console/stripe-events/{stripe_world["failed"]}/retry"' in page
+    assert f'action="/console/stripe-events/{stripe_world["waiting"]}/retry"' in page
+    assert "1 failed</a>" in page and "1 waiting</a>" in page and "0 overdue</a>" in page
+
+
+@pytest.mark.parametrize(("status", "shown"), [("failed", ["failed"]), ("waiting", ["waiting"]),
+                                               ("ignored", ["ignored"]), ("applied", [])])
+def test_the_stripe_events_page_filters_by_status(status, shown, admin, stripe_world):
+    page = _text(admin.get(f"/console/stripe-events?status={status}"))
+
+    assert [kind for kind, event_id in stripe_world.items() if event_id in page] == shown
+    assert shown or f"No Stripe event is {status}." in page
+
+
+def test_a_waiting_event_is_marked_overdue_after_the_configured_hours(admin, stripe_world, clock):
+    clock.set(T0 + timedelta(hours=24))
+
+    page = _text(admin.get("/console/stripe-events"))
+    overdue = _text(admin.get("/console/stripe-events?status=overdue"))
+
+    assert page.count('"badge badge-danger">Overdue<') == 1 and "1 overdue</a>" in page
+    assert stripe_world["waiting"] in overdue and stripe_world["failed"] not in overdue
+
+
+def test_retrying_a_failed_event_once_its_cause_is_fixed_applies_it(admin, stripe_world, member_named, in_app):
+    member_named("mem_not_yet")
+
+    response = submit(admin, f"/console/stripe-events/{stripe_world['failed']}/retry")
+
+    assert (response.status_code, response.location) == (303, "/console/stripe-events")
+    assert _stripe_status(in_app, stripe_world["failed"]) == ("applied", "Order ord_1 earned 50 points.")
+    assert (f"Stripe event {stripe_world['failed']} tried again: applied. Order ord_1 earned 50 points."
+            in _text(admin.get(response.location)))
+
+
+def test_retrying_an_event_that_still_fails_says_so_and_changes_nothing(admin, stripe_world, in_app, row_counts):
+    before = row_counts()
+
+    response = submit(admin, f"/console/stripe-events/{stripe_world['failed']}/retry")
+
+    assert (f'<div class="alert alert-warning" role="status">Stripe event {stripe_world["failed"]} tried again: '
+            'failed. validation_error') in _text(admin.get(response.location))
+    assert {table: count for table, count in row_counts().items() if count != before[table]} == {
+        "audit_log": before["audit_log"] + 1}
+
+
+def test_retrying_a_settled_event_is_a_409_page(admin, stripe_world):
+    assert submit(admin, f"/console/stripe-events/{stripe_world['ignored']}/retry").status_code == 409
+
+
 # --- API keys ------------------------------------------------------------------------------------------------------
 
 def test_the_key_list_shows_name_prefix_scopes_created_last_used_and_revoked(admin, make_key, in_app, clock):
@@ -532,17 +646,19 @@ def test_revoking_an_unknown_key_is_a_404_page(admin):
 # --- Admins only, and CSRF -----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def world(register, deliveries, make_key) -> dict[str, str]:
+def world(register, deliveries, make_key, receive, member_named) -> dict[str, str]:
     endpoint = register(CRM)
     [delivery] = deliveries(endpoint, ["failed"])
     key, _ = make_key()
-    return {"endpoint": endpoint, "delivery": delivery, "key": key}
+    stripe_event = receive(_payment("mem_world"))
+    member_named("mem_world")  # so a retry would apply it
+    return {"endpoint": endpoint, "delivery": delivery, "key": key, "stripe_event": stripe_event}
 
 
 def _pages(world: dict[str, str]) -> list[str]:
     return ["/console/webhooks", "/console/webhooks/new", f"/console/webhooks/{world['endpoint']}",
-            f"/console/webhooks/{world['endpoint']}/edit", "/console/api-keys", "/console/api-keys/new",
-            f"/console/api-keys/{world['key']}/revoke"]
+            f"/console/webhooks/{world['endpoint']}/edit", "/console/stripe-events", "/console/api-keys",
+            "/console/api-keys/new", f"/console/api-keys/{world['key']}/revoke"]
 
 
 def _posts(world: dict[str, str]) -> list[tuple[str, dict]]:
@@ -550,6 +666,7 @@ def _posts(world: dict[str, str]) -> list[tuple[str, dict]]:
         ("/console/webhooks/new", {"url": "https://other.example.test/", "enabled": "true"}),
         (f"/console/webhooks/{world['endpoint']}/edit", {"url": "https://other.example.test/", "enabled": "false"}),
         (f"/console/webhooks/{world['endpoint']}/deliveries/{world['delivery']}/replay", {}),
+        (f"/console/stripe-events/{world['stripe_event']}/retry", {}),
         ("/console/api-keys/new", {"name": "sneaky", "scopes": ["admin"]}),
         (f"/console/api-keys/{world['key']}/revoke", {}),
     ]
@@ -558,7 +675,8 @@ def _posts(world: dict[str, str]) -> list[tuple[str, dict]]:
 def _state(in_app, world: dict[str, str]) -> tuple:
     endpoint, delivery, key = (_endpoint(in_app, world["endpoint"]), _delivery(in_app, world["delivery"]),
                                _key(in_app, world["key"]))
-    return endpoint.url, endpoint.enabled, delivery.status, key.revoked_at
+    return endpoint.url, endpoint.enabled, delivery.status, key.revoked_at, _stripe_status(in_app,
+                                                                                          world["stripe_event"])
 
 
 def test_every_page_renders_for_an_admin(admin, world):

@@ -1,4 +1,5 @@
-"""`POST /v1/webhooks/stripe`: Stripe's events, verified, stored by id and applied exactly once.
+"""`POST /v1/webhooks/stripe`: Stripe's events, verified, stored by id and applied exactly once; those that cannot
+be applied kept failed with the reason, listed and retried by admins (`/v1/admin/stripe-events`).
 
 Payloads come from `tests/stripe_events.py`, shaped as Stripe sends them. Stripe created every event at
 `T0` unless a test says otherwise; the app's clock stands at `T0` and moves only when a test moves it.
@@ -22,6 +23,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from loyalty import clock
 from loyalty.checkout import service as checkout
@@ -33,6 +35,7 @@ from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
+from loyalty.webhooks import inbound
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
 from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
@@ -87,6 +90,15 @@ def enrol(app: Flask, points: int = START) -> Shopper:
                                     description="Welcome points", now=clock.now())
         db.session.commit()
         return Shopper(member.id, member.public_id)
+
+
+def arrive_late(app: Flask, public_id: str) -> Shopper:
+    """The member an event named turns up (imported after the payment, say): the cause of its failure fixed."""
+    shopper = enrol(app, points=0)
+    with app.app_context():
+        members.get_member(shopper.public_id).public_id = public_id
+        db.session.commit()
+    return Shopper(shopper.id, public_id)
 
 
 @pytest.fixture
@@ -678,6 +690,30 @@ def test_the_same_payment_delivered_five_times_at_once_applies_once(pg, monkeypa
     no_breaches(pg)
 
 
+def test_a_failed_event_delivered_five_times_at_once_after_its_cause_is_fixed_applies_once(pg, monkeypatch):
+    configure(pg, monkeypatch)
+    publish_program(pg)
+    event = intent_succeeded("mem_imported_later", "ord_race", amount=5000)
+    payload = se.body(event)
+    headers = {"Content-Type": "application/json", "Stripe-Signature": se.sign(payload, SECRET)}
+    assert pg.test_client().post(URL, data=payload, headers=headers).get_json()["status"] == "failed"
+    shopper = arrive_late(pg, "mem_imported_later")
+    barrier = threading.Barrier(5)
+
+    def send(_: int) -> tuple[int, str]:
+        client = pg.test_client()
+        barrier.wait()
+        response = client.post(URL, data=payload, headers=headers)
+        return response.status_code, response.get_json().get("status")
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(send, range(5)))
+    assert sorted(results) == [(200, "applied")] + [(200, "duplicate")] * 4
+    assert journal_kinds(pg, shopper) == ["earn"]
+    assert balances(pg, shopper) == Balances(pending=50, lifetime_earned=50)
+    no_breaches(pg)
+
+
 # --- 12. the whole journey ---------------------------------------------------------------------------------
 
 def test_quote_redeem_pay_and_refund_through_http_leave_the_ledger_whole(client, app, member, make_api_key):
@@ -720,3 +756,277 @@ def test_quote_redeem_pay_and_refund_through_http_leave_the_ledger_whole(client,
     assert journal_kinds(app, shopper) == ["earn", "hold", "redeem", "earn", "clawback", "restore", "clawback",
                                            "restore"]
     no_breaches(app)
+
+
+# --- 13. a signed event that cannot be applied: kept failed with the reason, answered 200 ------------------
+
+def _intent_with(change: Callable[[dict[str, Any]], None]) -> Callable[[Shopper, str], dict[str, Any]]:
+    """A payment_intent.succeeded paying the held redemption, with its object changed by `change`."""
+    def build(shopper: Shopper, redemption_id: str) -> dict[str, Any]:
+        event = intent_succeeded(shopper, "ord_bad", redemption_id=redemption_id)
+        change(event["data"]["object"])
+        return event
+    return build
+
+
+def _session_with(change: Callable[[dict[str, Any]], None]) -> Callable[[Shopper, str], dict[str, Any]]:
+    def build(shopper: Shopper, redemption_id: str) -> dict[str, Any]:
+        session = se.checkout_session(amount_subtotal=AMOUNT, amount_total=PAID, payment_intent=se.new_id("pi"),
+                                      metadata=metadata(shopper, "ord_bad", redemption_id))
+        change(session)
+        return se.event("checkout.session.completed", session)
+    return build
+
+
+def _refund_with(change: Callable[[dict[str, Any]], None]) -> Callable[[Shopper, str], dict[str, Any]]:
+    def build(shopper: Shopper, redemption_id: str) -> dict[str, Any]:
+        event = charge_refunded(se.new_id("pi"), se.new_id("ch"), refunded=PAID)
+        change(event["data"]["object"])
+        return event
+    return build
+
+
+def _set(**values: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda obj: obj.update(values)
+
+
+def _drop(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda obj: obj.pop(name)
+
+
+def _set_metadata(**values: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda obj: obj["metadata"].update(values)
+
+
+ORDER_ID_TOO_LONG = "At most 128 characters: the program keeps order ids of up to 128."
+MALFORMED = [
+    pytest.param(_intent_with(_set(amount_received=str(PAID))), "amount_received: Not a valid integer.",
+                 id="amount_received a string"),
+    pytest.param(_intent_with(_drop("currency")), "currency: Missing data for required field.",
+                 id="currency missing"),
+    pytest.param(_intent_with(_set(metadata=[["order_id", "ord_bad"]])),
+                 "metadata: Must be an object of keys and values.", id="metadata a list"),
+    pytest.param(_intent_with(_set_metadata(order_id="o" * 300)), f"metadata.order_id: {ORDER_ID_TOO_LONG}",
+                 id="metadata.order_id of 300 characters"),
+    pytest.param(_intent_with(_set(amount_received=-1)), "amount_received: Must be greater than or equal to 0 and "
+                 "less than or equal to 1000000000000.", id="amount_received negative"),
+    pytest.param(_intent_with(_set_metadata(loyalty_member_id="mem_\x00")),
+                 "metadata.loyalty_member_id: Must not contain NUL characters or lone surrogates.",
+                 id="a NUL in the member id"),
+    pytest.param(_session_with(_set(currency=None)), "currency: A paid session has a currency.",
+                 id="a paid session without currency"),
+    pytest.param(_session_with(_set(amount_total="9500")), "amount_total: Not a valid integer.",
+                 id="a session's amount_total a string"),
+    pytest.param(_refund_with(_set(amount_refunded=1.5)), "amount_refunded: Not a valid integer.",
+                 id="a refund's amount_refunded a float"),
+]
+
+
+@pytest.mark.parametrize(("event_of", "reason"), MALFORMED)
+def test_a_signed_event_that_does_not_fit_its_schema_is_kept_failed_with_the_reason_and_changes_nothing_else(
+        event_of, reason, client, app, member, row_counts):
+    shopper = member()
+    redemption_id = hold(app, shopper, "ord_bad")
+    event = event_of(shopper, redemption_id)
+    before = row_counts()
+    assert deliver(client, event) == "failed"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert stored(app, event) == ("failed", f"invalid_payload: {reason}")
+    assert redemption_of(app, redemption_id)["status"] == "held"
+    assert balances(app, shopper) == Balances(available=START - POINTS, held=POINTS, lifetime_earned=START)
+
+
+def test_every_reason_an_event_fails_is_kept(client, app, member):
+    event = intent_succeeded(member(), "ord_bad")
+    event["data"]["object"].pop("currency")
+    event["data"]["object"]["amount_received"] = "lots"
+    deliver(client, event)
+    assert stored(app, event)[1] == ("invalid_payload: amount_received: Not a valid integer.; "
+                                     "currency: Missing data for required field.")
+
+
+def test_a_setup_session_takes_no_payment_and_is_ignored(client, app, member):
+    session = se.checkout_session(amount_subtotal=0, amount_total=0, payment_status="no_payment_required",
+                                  payment_intent=None, metadata=metadata(member(), "ord_setup"))
+    session.update(mode="setup", currency=None, amount_subtotal=None, amount_total=None)
+    assert deliver(client, se.event("checkout.session.completed", session)) == "ignored"
+    assert order_of(app, "ord_setup") is None
+
+
+def test_a_type_the_program_does_not_handle_is_stored_ignored_whatever_its_object(client, app, row_counts):
+    event = se.event("customer.created", {"id": "cus_1", "object": "customer", "metadata": ["not", "a", "dict"]})
+    before = row_counts()
+    assert deliver(client, event) == "ignored"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+
+
+def test_a_failed_event_delivered_again_is_tried_again_and_still_changes_nothing_while_it_fails(
+        client, app, row_counts):
+    event = intent_succeeded("mem_nobody", "ord_unknown")
+    assert deliver(client, event) == "failed"
+    before = row_counts()
+    assert deliver(client, event) == "failed"
+    assert row_counts() == before
+    assert stored(app, event) == ("failed", "validation_error: Invalid input (member_id: No member has this id.)")
+
+
+def _then(error: Exception) -> Callable[..., Any]:
+    """The payment's handler as it is, then `error`: a bug, or the database going away, after real work."""
+    schema, handler = inbound.HANDLERS["payment_intent.succeeded"]
+
+    def failing(*args: Any) -> Any:
+        handler(*args)
+        raise error
+    return schema, failing
+
+
+def test_a_bug_while_applying_an_event_rolls_its_effects_back_and_keeps_it_failed_for_a_retry(
+        client, app, member, row_counts, monkeypatch):
+    shopper = member(points=0)
+    monkeypatch.setitem(inbound.HANDLERS, "payment_intent.succeeded", _then(KeyError("amount")))
+    event = intent_succeeded(shopper, "ord_bug", amount=5000)
+    before = row_counts()
+    assert deliver(client, event) == "failed"
+    assert changes(before, row_counts()) == {"stripe_events": 1}
+    assert stored(app, event) == ("failed", "internal_error: KeyError while applying it; see the logs.")
+    monkeypatch.undo()  # the fix, deployed
+    configure(app, monkeypatch)
+    assert deliver(client, event) == "applied"
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+
+
+def test_an_event_met_by_a_database_outage_is_not_stored_so_stripe_delivers_it_again(client, app, member,
+                                                                                     row_counts, monkeypatch):
+    monkeypatch.setitem(inbound.HANDLERS, "payment_intent.succeeded",
+                        _then(OperationalError("SELECT 1", {}, Exception("server closed the connection"))))
+    event = intent_succeeded(member(points=0), "ord_outage", amount=5000)
+    before = row_counts()
+    response = post(client, event)
+    assert response.status_code >= 500 and response.mimetype == "application/problem+json"
+    assert row_counts() == before
+
+
+# --- 14. staff: waiting and failed events, retried ---------------------------------------------------------
+
+ADMIN_EVENTS = "/v1/admin/stripe-events"
+
+
+@pytest.fixture
+def admin_api(client, make_api_key) -> Callable[..., Any]:
+    """Call the admin API with a key of scope admin: `admin_api("get", path)`."""
+    headers = bearer(make_api_key("admin"))
+    return lambda method, path, **options: client.open(path, method=method.upper(), headers=headers, **options)
+
+
+def test_a_failed_event_retried_after_its_cause_is_fixed_is_applied_once(client, app, admin_api, row_counts):
+    event = intent_succeeded("mem_imported_later", "ord_late_member", amount=5000)
+    assert deliver(client, event) == "failed"
+    shopper = arrive_late(app, "mem_imported_later")
+
+    response = admin_api("post", f"{ADMIN_EVENTS}/{event['id']}/retry")
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["id"], body["status"], body["detail"], body["overdue"]) == (
+        event["id"], "applied", "Order ord_late_member earned 50 points.", False)
+    assert body["applied_at"] == T0.isoformat()
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+    before = row_counts()
+    assert_problem(admin_api("post", f"{ADMIN_EVENTS}/{event['id']}/retry"), 409, "stripe_event_settled")
+    assert deliver(client, event) == "duplicate"
+    assert row_counts() == before
+    assert journal_kinds(app, shopper) == ["earn"]
+
+
+def test_a_failed_event_delivered_again_after_its_cause_is_fixed_is_applied(client, app):
+    event = intent_succeeded("mem_imported_later", "ord_late_member", amount=5000)
+    deliver(client, event)
+    shopper = arrive_late(app, "mem_imported_later")
+    assert deliver(client, event) == "applied"
+    assert deliver(client, event) == "duplicate"
+    assert balances(app, shopper) == Balances(pending=50, lifetime_earned=50)
+
+
+def test_a_waiting_event_retried_before_its_payment_still_waits_and_changes_nothing(client, app, admin_api,
+                                                                                    row_counts):
+    refund = charge_refunded(se.new_id("pi"), se.new_id("ch"), refunded=PAID)
+    assert deliver(client, refund) == "waiting"
+    before = row_counts()
+    response = admin_api("post", f"{ADMIN_EVENTS}/{refund['id']}/retry")
+    assert (response.status_code, response.get_json()["status"]) == (200, "waiting")
+    assert changes(before, row_counts()) == {"audit_log": 1}
+
+
+def test_retrying_an_unknown_event_is_404(admin_api):
+    assert_problem(admin_api("post", f"{ADMIN_EVENTS}/evt_never_sent/retry"), 404, "not_found")
+
+
+@pytest.fixture
+def one_of_each(client, app, member) -> dict[str, str]:
+    """Four events, one per status, received in this order; answers their ids by status."""
+    shopper = member(points=0)
+    events = {"applied": intent_succeeded(shopper, "ord_ok", amount=5000),
+              "failed": intent_succeeded("mem_nobody", "ord_unknown"),
+              "waiting": charge_refunded(se.new_id("pi"), se.new_id("ch"), refunded=PAID),
+              "ignored": _charge_succeeded(shopper)}
+    for status, event in events.items():
+        assert deliver(client, event) == status
+    return {status: event["id"] for status, event in events.items()}
+
+
+def listed(admin_api, query: str = "") -> list[tuple[str, str]]:
+    response = admin_api("get", f"{ADMIN_EVENTS}{query}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [(event["id"], event["status"]) for event in response.get_json()["data"]]
+
+
+@pytest.mark.parametrize("status", ["failed", "waiting", "applied", "ignored"])
+def test_the_admin_list_filters_by_status(status, one_of_each, admin_api):
+    assert listed(admin_api, f"?status={status}") == [(one_of_each[status], status)]
+
+
+def test_the_admin_list_is_newest_first_and_paginated(one_of_each, admin_api):
+    everything = [(one_of_each[status], status) for status in ("ignored", "waiting", "failed", "applied")]
+    assert listed(admin_api) == everything
+    first = admin_api("get", f"{ADMIN_EVENTS}?limit=3").get_json()
+    assert ([event["id"] for event in first["data"]], first["has_more"]) == ([i for i, _ in everything[:3]], True)
+    rest = admin_api("get", f"{ADMIN_EVENTS}?limit=3&starting_after={everything[2][0]}").get_json()
+    assert ([event["id"] for event in rest["data"]], rest["has_more"]) == ([everything[3][0]], False)
+
+
+def test_a_failed_event_is_listed_with_its_reason(one_of_each, admin_api):
+    [event] = admin_api("get", f"{ADMIN_EVENTS}?status=failed").get_json()["data"]
+    assert event == {"id": one_of_each["failed"], "type": "payment_intent.succeeded", "object_id": event["object_id"],
+                     "livemode": False, "created": T0.isoformat(), "status": "failed",
+                     "detail": "validation_error: Invalid input (member_id: No member has this id.)",
+                     "waiting_for": None, "overdue": False, "received_at": T0.isoformat(), "applied_at": None}
+    assert event["object_id"].startswith("pi_")
+
+
+@pytest.mark.parametrize("query", ["?status=refunded", "?overdue=maybe", "?limit=0", "?starting_after=evt_nope"])
+def test_a_bad_list_query_is_422(query, admin_api):
+    assert_problem(admin_api("get", f"{ADMIN_EVENTS}{query}"), 422, "validation_error")
+
+
+def test_a_waiting_event_is_overdue_once_it_has_waited_the_configured_hours(one_of_each, admin_api, now, app,
+                                                                          monkeypatch):
+    waiting = one_of_each["waiting"]
+    now.set(T0 + timedelta(hours=24) - timedelta(seconds=1))
+    assert listed(admin_api, "?overdue=true") == []
+    now.set(T0 + timedelta(hours=24))
+    assert listed(admin_api, "?overdue=true") == [(waiting, "waiting")]
+    assert [e["overdue"] for e in admin_api("get", ADMIN_EVENTS).get_json()["data"]] == [False, True, False, False]
+    assert waiting not in [event_id for event_id, _ in listed(admin_api, "?overdue=false")]
+    monkeypatch.setitem(app.config, "STRIPE_WAITING_OVERDUE_HOURS", 48)
+    assert listed(admin_api, "?overdue=true") == []
+
+
+@pytest.mark.parametrize("role", ["manager", "support", "analyst"])
+def test_only_admins_see_and_retry_stripe_events(role, one_of_each, staff_client, make_api_key, row_counts):
+    session = staff_client(role)
+    checkout_key = bearer(make_api_key("checkout"))
+    before = row_counts()
+    assert_problem(session.get(ADMIN_EVENTS), 403, "forbidden")
+    assert_problem(session.post(f"{ADMIN_EVENTS}/{one_of_each['failed']}/retry"), 403, "forbidden")
+    assert_problem(session.get(ADMIN_EVENTS, headers=checkout_key), 403, "forbidden")
+    assert row_counts() == before

@@ -13,6 +13,7 @@ NAV = (
     ("console.offers", "Offers", READERS),
     ("console.rewards", "Rewards", READERS),
     ("console.webhooks", "Webhooks", ADMINS),
+    ("console.stripe_events", "Stripe events", ADMINS),
     ("console.api_keys", "API keys", ADMINS),
     ("console.staff_users", "Staff", ADMINS),
     ("console.audit_log", "Audit log", ADMINS),

@@ -30,7 +30,8 @@ def member_data_download(member: Member) -> Response:
         "Cache-Control": "no-store"})
 
 
-def done(message: str, endpoint: str, **values: Any) -> Response:
-    """After a form's action succeeded: say what happened, and redirect with 303 so a reload sends nothing."""
-    flash(message, "success")
+def done(message: str, endpoint: str, *, category: str = "success", **values: Any) -> Response:
+    """After a form's action succeeded: say what happened (`category` "warning" when it did not go as hoped),
+    and redirect with 303 so a reload sends nothing."""
+    flash(message, category)
     return redirect(url_for(endpoint, **values), 303)

@@ -1,5 +1,5 @@
-"""`POST /v1/webhooks/stripe` (Stripe's deliveries, verified by signature rather than a key), and the
-endpoints staff register for outbound events, with their delivery log."""
+"""`POST /v1/webhooks/stripe` (Stripe's deliveries, verified by signature rather than a key) and the stored
+Stripe events staff look after; the endpoints staff register for outbound events, with their delivery log."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from loyalty.webhooks.schemas import (
     EndpointInputSchema,
     EndpointPageSchema,
     EndpointSchema,
+    StripeEventArgsSchema,
+    StripeEventPageSchema,
+    StripeEventSchema,
 )
 from loyalty.writes import write
 
@@ -36,11 +39,40 @@ class ReceivedSchema(Schema):
 @blp.response(200, ReceivedSchema)
 def stripe_event():
     """A Stripe event, verified with the `Stripe-Signature` header against `LOYALTY_STRIPE_WEBHOOK_SECRET`
-    (a wrong secret, a stale timestamp or an altered body answer `400 signature_invalid`). It is stored and
-    applied in one transaction: a redelivery answers 200 `duplicate` and changes nothing."""
-    status, event_id = inbound.receive(request.get_data(), request.headers.get("Stripe-Signature"), now=now())
+    (a wrong secret, a stale timestamp or an altered body answer `400 signature_invalid`; a signed body that is
+    no event at all, `400 invalid_payload`). Every event is stored, then applied in the same transaction: one
+    that cannot be applied is kept `failed` with the reason, for staff to retry, and answered 200 all the same.
+    A redelivery answers `duplicate` and changes nothing, unless the event had failed: then it is tried again."""
+    event = inbound.verify(request.get_data(), request.headers.get("Stripe-Signature"))
+    fetched_lines = inbound.line_items(event)  # before the transaction begins: Stripe never holds a lock
+    status = inbound.receive(event, fetched_lines, now=now())
     db.session.commit()
-    return {"received": True, "event_id": event_id, "status": status}
+    return {"received": True, "event_id": event.event_id, "status": status}
+
+
+stripe_events_blp = Blueprint("stripe_events", __name__, url_prefix="/v1/admin/stripe-events",
+                              description="Stripe events as received: the waiting and failed ones, and retrying them")
+
+
+@stripe_events_blp.get("")
+@require(scope="admin")
+@stripe_events_blp.arguments(StripeEventArgsSchema, location="query")
+@stripe_events_blp.response(200, StripeEventPageSchema)
+def list_stripe_events(args: dict):
+    """Stored Stripe events, newest first: `?status=failed` for those that could not be applied (with the
+    reason), `?status=waiting` for those waiting for their payment, `overdue` once they have waited longer than
+    `LOYALTY_STRIPE_WAITING_OVERDUE_HOURS`."""
+    return inbound.list_events(now=now(), **args)
+
+
+@stripe_events_blp.post("/<string:event_id>/retry")
+@require(scope="admin")
+@write
+@stripe_events_blp.response(200, StripeEventSchema)
+def retry_stripe_event(event_id: str):
+    """Apply a failed or waiting event again, once its cause is fixed; it answers its new status (a settled
+    event answers `409 stripe_event_settled`). Applying it still happens once: it is locked while tried."""
+    return inbound.retry(event_id, now())
 
 
 endpoints_blp = Blueprint("webhook_endpoints", __name__, url_prefix="/v1/admin/webhook-endpoints",

@@ -1,5 +1,5 @@
-"""Inbound Stripe events, each stored once by Stripe's id in the transaction that applies it; the outbox of
-events for the shop's tools, the endpoints staff registered for them, and their deliveries."""
+"""Inbound Stripe events, each stored once by Stripe's id, with what became of it; the outbox of events for the
+shop's tools, the endpoints staff registered for them, and their deliveries."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship, synonym
 
 from loyalty.clock import now
 from loyalty.db import UTCDateTime, new_public_id
 from loyalty.extensions import db
 
 EVENT_STATUSES = ("applied", "ignored", "waiting", "failed")
+RETRYABLE_STATUSES = ("failed", "waiting")  # what staff may try again: the others are settled
 
 
 class StripeEvent(db.Model):
@@ -35,8 +36,15 @@ class StripeEvent(db.Model):
     # What an early event waits for (a refund for its payment): applied once that arrives.
     waiting_for: Mapped[str | None] = mapped_column(String(300))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # A paid Checkout Session's line items, fetched from Stripe's API before the event was stored, so that
+    # applying it (again, on a retry) never waits on Stripe inside a transaction. None: not fetched.
+    line_items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Stripe's id is the public one (pagination reads `public_id`).
+    public_id: Mapped[str] = synonym("event_id")
+    # Waiting past the configured time, which depends on the clock: set by the queries that list events.
+    overdue: Mapped[bool | None] = query_expression()
 
 
 class OutboxEvent(db.Model):

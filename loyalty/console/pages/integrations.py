@@ -1,4 +1,5 @@
-"""Integrations, for admins only: outbound webhook endpoints with their delivery log, and API keys.
+"""Integrations, for admins only: outbound webhook endpoints with their delivery log, Stripe's events that
+failed or wait, and API keys.
 
 A new endpoint's signing secret and a new key's secret are shown once, in the answer to the form that made
 them (201), and never written to the session: a flash message would put them in the cookie.
@@ -6,7 +7,7 @@ them (201), and never written to the session: a flash message would put them in 
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import current_app, render_template, request
 from flask_login import current_user
 
 from loyalty.auth import service as auth
@@ -18,16 +19,18 @@ from loyalty.console.blueprints import console
 from loyalty.console.forms import attempt, form_data, page_args, submitted
 from loyalty.console.views import done, render_form
 from loyalty.errors import Problem
-from loyalty.webhooks import outbound
+from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.models import WebhookEndpoint
 from loyalty.webhooks.outbox import EVENT_TYPES
-from loyalty.webhooks.schemas import DeliveryArgsSchema, EndpointCreateSchema
+from loyalty.webhooks.schemas import DeliveryArgsSchema, EndpointCreateSchema, StripeEventArgsSchema
 
 EVENT_TYPE_OPTIONS = [(event_type, event_type) for event_type in EVENT_TYPES]
 DELIVERY_STATUS_OPTIONS = [("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed")]
 # A select rather than a checkbox: the form's enabled state is always sent, as "true" or "false".
 ENABLED_OPTIONS = [("true", "Enabled: receives events"), ("false", "Disabled: receives nothing")]
 SCOPE_OPTIONS = [(scope, scope) for scope in API_KEY_SCOPES]
+STRIPE_STATUS_OPTIONS = [("failed", "Failed"), ("waiting", "Waiting"), ("overdue", "Waiting, overdue"),
+                         ("applied", "Applied"), ("ignored", "Ignored")]
 
 
 # --- Webhook endpoints ---------------------------------------------------------------------------------------------
@@ -100,6 +103,30 @@ def _endpoint_form(*, values: dict, endpoint: WebhookEndpoint | None = None, pro
     title = "Edit webhook endpoint" if endpoint else "Register a webhook endpoint"
     return render_form("console/webhooks/form.html", problem, title=title, endpoint=endpoint, values=values,
                        event_type_options=EVENT_TYPE_OPTIONS, enabled_options=ENABLED_OPTIONS)
+
+
+# --- Stripe events ------------------------------------------------------------------------------------------------
+
+@console.get("/stripe-events", endpoint="stripe_events")
+@staff_page(ADMINS)
+def stripe_events():
+    status = request.args.get("status", "")
+    moment = now()
+    filters = {"overdue": True} if status == "overdue" else form_data(StripeEventArgsSchema(), {"status": status})
+    page = inbound.list_events(now=moment, **{**filters, **page_args()})
+    return render_template("console/stripe_events/list.html", title="Stripe events", page=page, status=status,
+                           status_options=STRIPE_STATUS_OPTIONS, attention=inbound.needing_attention(moment),
+                           overdue_hours=current_app.config["STRIPE_WAITING_OVERDUE_HOURS"])
+
+
+@console.post("/stripe-events/<string:event_id>/retry", endpoint="stripe_events_retry")
+@staff_page(ADMINS)
+def stripe_events_retry(event_id: str):
+    event, problem = attempt(lambda: inbound.retry(event_id, now()))
+    if problem:
+        raise problem
+    return done(f"Stripe event {event_id} tried again: {event.status}. {event.detail or ''}".strip(),
+                "console.stripe_events", category="warning" if event.status == "failed" else "success")
 
 
 # --- API keys ------------------------------------------------------------------------------------------------------
