@@ -2,7 +2,7 @@
 so applying it, or retrying it, never calls Stripe with a transaction open.
 
 Revision ID: e5aacfa0ff0f
-Revises: 7c4f5d0e1a43
+Revises: 7d8e8ea26deb
 Create Date: 2026-12-04 16:26:06
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'e5aacfa0ff0f'
-down_revision = '7c4f5d0e1a43'
+down_revision = '7d8e8ea26deb'
 branch_labels = None
 depends_on = None
 
