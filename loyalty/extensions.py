@@ -12,7 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from webargs.flaskparser import FlaskParser
 
 from loyalty.db import Base
-from loyalty.schemas import ProblemSchema
+from loyalty.schemas import ProblemSchema, refuse_deep_json
 
 
 class LoyaltyApi(Api):
@@ -29,6 +29,11 @@ class StrictParser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION = {
         **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": None, "querystring": None
     }
+
+    def _raw_load_json(self, req):
+        """Bodies nested past MAX_JSON_DEPTH are refused before the parser recurses into them."""
+        refuse_deep_json(req.get_data(cache=True))
+        return super()._raw_load_json(req)
 
 
 class Blueprint(SmorestBlueprint):
