@@ -8,6 +8,7 @@ before any service sees it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -61,23 +62,24 @@ class StrictSchema(Schema):
 
     @pre_load
     def _refuse_unstorable_text(self, data: Any, **kwargs: Any) -> Any:
-        if hasattr(data, "items"):
-            bad = {name: [TEXT_MESSAGE] for name, value in data.items()
-                   if _unstorable(name) or _unstorable(value)}
-            if bad:
-                raise ValidationError(bad)
+        if isinstance(data, Mapping) and (found := _unstorable_in(data)):
+            raise ValidationError(found)
         return data
 
 
-def _unstorable(value: Any) -> bool:
-    """Whether a string, or any key or value inside a list or an object, holds NUL or a lone surrogate."""
+def _unstorable_in(value: Any) -> Any:
+    """Where in `value` a string (a key included) holds NUL or a lone surrogate, as marshmallow nests messages:
+    `["..."]` for a string, `{key or index: ...}` inside objects and lists; None when nowhere."""
     if isinstance(value, str):
-        return _UNSTORABLE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_unstorable(key) or _unstorable(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_unstorable(item) for item in value)
-    return False
+        return [TEXT_MESSAGE] if _UNSTORABLE.search(value) else None
+    if isinstance(value, Mapping | list):
+        found = {}
+        for key, item in value.items() if isinstance(value, Mapping) else enumerate(value):
+            where = [TEXT_MESSAGE] if isinstance(key, str) and _UNSTORABLE.search(key) else _unstorable_in(item)
+            if where:
+                found[key] = where
+        return found or None
+    return None
 
 
 def refuse_deep_json(text: str | bytes) -> None:
