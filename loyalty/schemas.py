@@ -1,8 +1,8 @@
-"""Schemas shared across domains: the bounds every input field takes, list pagination and problem documents.
+"""Schemas shared across domains: the bounds input fields share, list pagination and problem documents.
 
-Every field of every input schema is bounded here, by what it means and by the column that keeps it, so no
-input can overflow a column, a sum or a time calculation: it is refused by the schema (422, naming the field)
-before any service sees it.
+Every input field is bounded by what it means and by the column that keeps it, with the rules below, so no
+input can overflow a column, a sum or a time calculation: the schema refuses it (422, naming the field) before
+any service sees it.
 """
 
 from __future__ import annotations
