@@ -7,12 +7,14 @@ from typing import Any
 
 import swagger_ui_bundle
 from flask import Flask, request, send_from_directory
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_config
 from loyalty import console, errors, observability
 from loyalty.extensions import api, db, limiter, login_manager, migrate
+from loyalty.schemas import refuse_deep_json
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -21,6 +23,7 @@ _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 def create_app(config_name: str | None = None, overrides: dict[str, Any] | None = None) -> Flask:
     """Build the app for `config_name` (default: `LOYALTY_ENV`); `overrides` win over everything."""
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.json = BoundedJSONProvider(app)
     app.config.from_object(load_config(config_name))
     app.config.update(overrides or {})
     if app.config["PROXY_COUNT"]:
@@ -35,13 +38,21 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     _init_api(app)
     errors.init_app(app)
     console.init_app(app)
-    app.before_request(_refuse_nul_in_paths)
+    app.before_request(_refuse_nul_in_urls)
     app.before_request(_require_json_bodies)
 
     from loyalty.cli import cli
 
     app.cli.add_command(cli)
     return app
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """`request.get_json()` refuses bodies nested past MAX_JSON_DEPTH, as the API's argument parser does."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        refuse_deep_json(s)
+        return super().loads(s, **kwargs)
 
 
 def _init_database(app: Flask) -> None:
@@ -134,10 +145,14 @@ def _init_api(app: Flask) -> None:
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
 
 
-def _refuse_nul_in_paths():
-    """No id holds a NUL character, and PostgreSQL text cannot even be compared with one."""
+def _refuse_nul_in_urls():
+    """No id or query holds a NUL character, and PostgreSQL text cannot even be compared with one. For every
+    page: the API's query schemas refuse it too, the console's plain query parameters need this."""
     if "\x00" in request.path:
         raise errors.NotFound("Nothing has this id.")
+    bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name + value})
+    if bad:
+        raise errors.ValidationProblem(errors={name: ["Must not contain NUL characters."] for name in bad})
 
 
 def _require_json_bodies():

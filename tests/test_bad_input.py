@@ -224,6 +224,16 @@ def test_a_json_body_that_is_not_an_object_is_422(endpoint, body, post, row_coun
     assert row_counts() == before
 
 
+@BY_PATH
+def test_a_body_nested_past_32_levels_is_400_invalid_json(endpoint, post, row_counts):
+    before = row_counts()
+    response = post(data='{"name": ' + "[" * 1000 + "]" * 1000 + "}", content_type="application/json")
+
+    problem = assert_problem(response, 400, "invalid_json")
+    assert "32" in problem["detail"]
+    assert row_counts() == before
+
+
 # --- The fields --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("endpoint", "name"), MISSING)
@@ -293,6 +303,92 @@ def test_a_member_id_no_member_has_is_422_naming_it(endpoint, member_id, post, r
 
     problem = assert_problem(response, 422, "validation_error")
     assert set(problem["errors"]) == {"member_id"}
+    assert row_counts() == before
+
+
+# --- Values past their bounds: each is refused by the schema, never by the database ---------------------
+
+BY_ID = {endpoint.id: endpoint for endpoint in ENDPOINTS}
+PAST_INT4 = 2**31  # one past PostgreSQL's integer column
+
+
+@pytest.mark.parametrize(("endpoint", "name"), [
+    pytest.param(BY_ID[path], name, id=f"{path} {name}")
+    for path, name in [("/v1/admin/offers", "usage_limit_total"), ("/v1/admin/offers", "usage_limit_per_member"),
+                       ("/v1/admin/rewards", "stock"), ("/v1/admin/rewards", "per_member_limit")]
+])
+def test_a_count_past_an_integer_column_is_422_naming_it(endpoint, name, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), name: PAST_INT4})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {name}
+    assert row_counts() == before
+
+
+MOST_LINES = [{"sku": "SKU-1", "quantity": 100_000, "unit_amount": 10**12}] * 93  # each line within its bounds
+
+
+@pytest.mark.parametrize(("endpoint", "body", "name"), [
+    pytest.param(BY_ID["/v1/orders"], {"lines": MOST_LINES}, "lines", id="an order"),
+    pytest.param(BY_ID["/v1/checkout/quote"], {"lines": MOST_LINES}, "lines", id="a quote"),
+    pytest.param(BY_ID["/v1/redemptions"], {"lines": MOST_LINES}, "lines", id="a redemption"),
+    pytest.param(BY_ID["/v1/admin/rules/simulate"], {"order": {"currency": "usd", "lines": MOST_LINES}},
+                 "order.lines", id="a simulated order"),
+])
+def test_lines_that_add_up_past_a_bigint_are_422_naming_them(endpoint, body, name, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), **body})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {name}
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(("endpoint", "name"), [
+    pytest.param(BY_ID[path], name, id=f"{path} {name}")
+    for path, name in [("/v1/orders", "paid_at"), ("/v1/members/{member}/events", "occurred_at"),
+                       ("/v1/admin/offers", "starts_at"), ("/v1/admin/offers", "ends_at"),
+                       ("/v1/admin/members/{member}/adjustments", "expires_at")]
+])
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1999-12-31T23:59:59Z",
+                                    "2100-01-01T00:00:00Z"])
+def test_a_time_outside_the_years_2000_to_2099_is_422_naming_it(endpoint, name, moment, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), name: moment})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {name}
+    assert row_counts() == before
+
+
+@BY_PATH
+@pytest.mark.parametrize("text", ["\ud800", "Ada \udfff", "\x00"], ids=["a lone high surrogate",
+                                                                        "a lone low surrogate", "NUL"])
+def test_text_no_column_can_store_is_422_naming_the_field(endpoint, text, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), endpoint.oversized: text})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {endpoint.oversized}
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(("endpoint", "body", "name"), [
+    pytest.param(BY_ID["/v1/orders"], {"lines": [{**LINES[0], "sku": "\ud800"}]}, "lines.0.sku", id="a line's sku"),
+    pytest.param(BY_ID["/v1/members/{member}/events"], {"properties": {"stars": "\ud800"}}, "properties.stars",
+                 id="a property's value"),
+    pytest.param(BY_ID["/v1/members/{member}/events"], {"properties": {"\ud800": 5}}, "properties.\ud800",
+                 id="a property's name"),
+    pytest.param(BY_ID["/v1/admin/rules"], {"document": {"earn": {"rates": {"usd": "1\ud800"}}}},
+                 "document.earn.rates.usd", id="inside a rules document"),
+])
+def test_nested_text_no_column_can_store_is_422_naming_where(endpoint, body, name, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), **body})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {name}
     assert row_counts() == before
 
 
@@ -603,6 +699,55 @@ def test_a_bad_report_query_is_422_naming_the_parameter(path, query, field_name,
     problem = assert_problem(response, 422, "validation_error")
     assert set(problem["errors"]) == {field_name}
     assert row_counts() == before
+
+
+@pytest.mark.parametrize(("path", "query"), [
+    pytest.param("/v1/admin/rules", "starting_after=9223372036854775808", id="rule versions after 2^63"),
+    pytest.param("/v1/admin/rules", "starting_after=2147483648", id="rule versions after 2^31"),
+    pytest.param("/v1/members", "starting_after=9223372036854775808", id="members after 2^63"),
+    pytest.param("/v1/admin/offers", "starting_after=9223372036854775808", id="offers after 2^63"),
+])
+def test_a_cursor_past_any_column_is_422_naming_it(path, query, client, make_api_key, row_counts):
+    headers = bearer(make_api_key("admin", "members:read"))
+    before = row_counts()
+
+    response = client.get(f"{path}?{query}", headers=headers)
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {"starting_after"}
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/rules/2147483648", "/v1/admin/rules/9223372036854775808",
+                                  "/v1/admin/rules/99999999999999999999999/impact"])
+def test_a_rule_version_past_the_column_is_404_not_found(path, client, make_api_key):
+    response = client.get(path, headers=bearer(make_api_key("admin")))
+
+    assert_problem(response, 404, "not_found")
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    pytest.param("/console/members?q=%00", "q", id="a member search"),
+    pytest.param("/console/members?q=ada%00&starting_after=mem_1", "q", id="a member search, a later page"),
+    pytest.param("/console/members?starting_after=mem_%00", "starting_after", id="a page of members"),
+    pytest.param("/console/offers?starting_after=%00", "starting_after", id="a page of offers"),
+    pytest.param("/console/audit?actor_id=stf_%00", "actor_id", id="the audit log"),
+])
+def test_a_console_query_with_a_nul_is_422(path, name, console_client, row_counts):
+    client = console_client("admin")
+    before = row_counts()
+
+    response = client.get(path)
+
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert row_counts() == before
+
+
+def test_a_console_rule_version_past_the_column_is_404(console_client):
+    client = console_client("admin")
+
+    assert client.get("/console/rules/new?from=9223372036854775808").status_code == 404
+    assert client.get("/console/rules/2147483648").status_code == 404
 
 
 # --- Routing -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from loyalty.schemas import ListArgsSchema
+from loyalty.schemas import ListArgsSchema, Moment
 
 
 class AuditLogArgsSchema(ListArgsSchema):
@@ -17,8 +17,8 @@ class AuditLogArgsSchema(ListArgsSchema):
     resource_id = fields.String(validate=validate.Length(min=1, max=64),
                                 metadata={"description": "Entries that changed this row (a public id such as "
                                                          "`tier_...`), or rows of this member (`mem_...`)."})
-    from_ = fields.AwareDateTime(data_key="from", metadata={"description": "From this time on, inclusive."})
-    to = fields.AwareDateTime(metadata={"description": "Before this time, exclusive."})
+    from_ = Moment(data_key="from", metadata={"description": "From this time on, inclusive."})
+    to = Moment(metadata={"description": "Before this time, exclusive."})
 
     @validates_schema
     def _from_before_to(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from loyalty.checkout.models import CHANNELS
 from loyalty.rules.document import DecimalString
-from loyalty.schemas import StrictSchema
+from loyalty.schemas import MONEY, MONEY_MAX, POINTS, POSITIVE_MONEY, Moment, StrictSchema
 
-MONEY = validate.Range(min=0, max=10**12)
-POINTS = validate.Range(min=1, max=10**12)
 CURRENCY = validate.Regexp(r"^[a-z]{3}$", error="A lowercase ISO 4217 code, e.g. usd.")
+MAX_LINES = 500
 
 
 class LineSchema(StrictSchema):
@@ -21,18 +20,30 @@ class LineSchema(StrictSchema):
     discount_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
 
 
+def _lines_within_money(lines: list[dict]) -> None:
+    """Each line is bounded, and so is what they add up to: no subtotal, earn or refund share can overflow."""
+    if sum(line["quantity"] * line["unit_amount"] for line in lines) > MONEY_MAX:
+        raise ValidationError(f"The lines add up to more than {MONEY_MAX}.")
+
+
+def order_lines(**kwargs: object) -> fields.List:
+    """An order's lines: 1 to MAX_LINES, adding up to at most MONEY_MAX."""
+    return fields.List(fields.Nested(LineSchema), validate=[validate.Length(min=1, max=MAX_LINES),
+                                                            _lines_within_money], **kwargs)
+
+
 class OrderSchema(StrictSchema):
     order_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
     member_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     channel = fields.String(validate=validate.OneOf(CHANNELS), load_default="web",
                             metadata={"description": "Where the order was placed: stores earn like the web."})
     currency = fields.String(required=True, validate=CURRENCY)
-    lines = fields.List(fields.Nested(LineSchema), required=True, validate=validate.Length(min=1, max=500))
+    lines = order_lines(required=True)
     total_amount = fields.Integer(required=True, strict=True, validate=MONEY)
     shipping_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
     discount_amount = fields.Integer(strict=True, validate=MONEY, load_default=0,
                                      metadata={"description": "Order-level discount, spread over the lines."})
-    paid_at = fields.AwareDateTime(allow_none=True)
+    paid_at = Moment(allow_none=True)
     redemption_id = fields.String(validate=validate.Length(min=1, max=32), allow_none=True,
                                   metadata={"description": "The redemption the order was paid with: it is captured."})
 
@@ -67,7 +78,7 @@ CODE = fields.String(validate=validate.Length(min=1, max=64))
 class QuoteRequestSchema(StrictSchema):
     member_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     currency = fields.String(required=True, validate=CURRENCY)
-    lines = fields.List(fields.Nested(LineSchema), required=True, validate=validate.Length(min=1, max=500))
+    lines = order_lines(required=True)
     shipping_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
     discount_amount = fields.Integer(strict=True, validate=MONEY, load_default=0,
                                      metadata={"description": "The shop's own order-level discount."})
@@ -128,8 +139,7 @@ class RedemptionRequestSchema(StrictSchema):
                             metadata={"description": "The order's amount before loyalty discounts."})
     points = fields.Integer(strict=True, validate=POINTS)
     coupon_code = CODE
-    lines = fields.List(fields.Nested(LineSchema), validate=validate.Length(min=1, max=500),
-                        metadata={"description": "The order's lines, for coupons limited to some products."})
+    lines = order_lines(metadata={"description": "The order's lines, for coupons limited to some products."})
     shipping_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
 
 
@@ -154,7 +164,7 @@ class RedemptionSchema(Schema):
 
 class RefundRequestSchema(StrictSchema):
     refund_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    amount = fields.Integer(required=True, strict=True, validate=POINTS,
+    amount = fields.Integer(required=True, strict=True, validate=POSITIVE_MONEY,
                             metadata={"description": "Minor units refunded, at most what is left of the total."})
     reason = fields.String(validate=validate.Length(max=300))
 

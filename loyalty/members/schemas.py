@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from loyalty.clock import now
 from loyalty.members.models import CONSENT_PURPOSES
 from loyalty.rules.document import StrictBoolean
-from loyalty.schemas import ListArgsSchema, StrictSchema
+from loyalty.schemas import ListArgsSchema, Moment, StrictSchema
 
 EMAIL = {"validate": validate.Length(max=254)}
 NAME = validate.Length(min=1, max=200)
@@ -122,7 +122,7 @@ class AdjustmentSchema(StrictSchema):
     points = fields.Integer(required=True, strict=True, validate=[
         validate.Range(min=-10**9, max=10**9), validate.NoneOf([0], error="Must not be zero.")])
     reason = fields.String(required=True, validate=validate.Length(min=1, max=300))
-    expires_at = fields.AwareDateTime(allow_none=True, metadata={"description": "For added points only."})
+    expires_at = Moment(allow_none=True, metadata={"description": "For added points only."})
 
 
 class MemberSearchArgsSchema(ListArgsSchema):
@@ -134,7 +134,7 @@ class EventSchema(StrictSchema):
     type = fields.String(required=True, validate=validate.Regexp(
         r"^(signup|birthday|review|custom:[a-z0-9_]{1,40})$",
         error="One of signup, birthday, review or custom:<name> (a-z, 0-9, _)."))
-    occurred_at = fields.AwareDateTime(allow_none=True)
+    occurred_at = Moment(allow_none=True)
     reference = fields.String(validate=validate.Regexp(
         r"^[A-Za-z0-9_.:/#-]{1,100}$", error="1 to 100 letters, digits or _ . : / # -."), metadata={
         "description": "What the event is about (the product or order reviewed): an event pays once per member and "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from loyalty.checkout.schemas import CURRENCY, MONEY
+from loyalty.checkout.schemas import CURRENCY
 from loyalty.offers.models import OFFER_KINDS
-from loyalty.schemas import StrictSchema
+from loyalty.schemas import COUNT, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, StrictSchema
 
 NAMES = fields.List(fields.String(validate=validate.Length(min=1, max=128)), validate=validate.Length(max=1000))
 TIER_CODE = fields.String(validate=validate.Length(min=1, max=40))
@@ -24,19 +24,19 @@ class OfferInputSchema(StrictSchema):
     description = fields.String(validate=validate.Length(max=1000), allow_none=True)
     kind = fields.String(required=True, validate=validate.OneOf(OFFER_KINDS))
     percent = fields.Integer(strict=True, validate=validate.Range(min=1, max=100), allow_none=True)
-    amount = fields.Integer(strict=True, validate=validate.Range(min=1, max=10**12), allow_none=True)
+    amount = fields.Integer(strict=True, validate=POSITIVE_MONEY, allow_none=True)
     currency = fields.String(validate=CURRENCY, allow_none=True)
     min_order_amount = fields.Integer(strict=True, validate=MONEY)
     scope = fields.Nested(ScopeSchema)
-    starts_at = fields.AwareDateTime(allow_none=True)
-    ends_at = fields.AwareDateTime(allow_none=True)
+    starts_at = Moment(allow_none=True)
+    ends_at = Moment(allow_none=True)
     eligible_tiers = fields.List(TIER_CODE, validate=validate.Length(max=100),
                                  metadata={"description": "Only these tiers may use it: an exclusive discount."})
     early_access = fields.Dict(keys=TIER_CODE, values=fields.Integer(strict=True, allow_none=True,
                                                                     validate=validate.Range(min=0, max=24 * 90)),
                                metadata={"description": "Tier -> hours before starts_at (null: the tier's own)."})
-    usage_limit_total = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
-    usage_limit_per_member = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    usage_limit_total = fields.Integer(strict=True, validate=POSITIVE_COUNT, allow_none=True)
+    usage_limit_per_member = fields.Integer(strict=True, validate=POSITIVE_COUNT, allow_none=True)
     combines_with_points = fields.Boolean()
     combines_with_tier_discount = fields.Boolean()
     active = fields.Boolean()
@@ -83,7 +83,7 @@ class GenerateCodesSchema(StrictSchema):
     member_ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)),
                              validate=validate.Length(min=1, max=100_000),
                              metadata={"description": "One code assigned to each of these members."})
-    expires_at = fields.AwareDateTime(allow_none=True)
+    expires_at = Moment(allow_none=True)
 
 
 class GeneratedSchema(Schema):
@@ -104,15 +104,13 @@ class CodePageSchema(Schema):
     has_more = fields.Boolean()
 
 
-
-
 class RewardInputSchema(StrictSchema):
     offer_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=1000), allow_none=True)
     points_cost = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=10**9))
-    stock = fields.Integer(strict=True, validate=validate.Range(min=0), allow_none=True)
-    per_member_limit = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    stock = fields.Integer(strict=True, validate=COUNT, allow_none=True)
+    per_member_limit = fields.Integer(strict=True, validate=POSITIVE_COUNT, allow_none=True)
     coupon_valid_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=3660))
     active = fields.Boolean()
 
@@ -121,8 +119,8 @@ class RewardPatchSchema(StrictSchema):
     name = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=1000), allow_none=True)
     points_cost = fields.Integer(strict=True, validate=validate.Range(min=1, max=10**9))
-    stock = fields.Integer(strict=True, validate=validate.Range(min=0), allow_none=True)
-    per_member_limit = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    stock = fields.Integer(strict=True, validate=COUNT, allow_none=True)
+    per_member_limit = fields.Integer(strict=True, validate=POSITIVE_COUNT, allow_none=True)
     coupon_valid_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=3660))
     active = fields.Boolean()
 

@@ -14,7 +14,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from loyalty.errors import ValidationProblem, flatten_messages
-from loyalty.schemas import StrictSchema
+from loyalty.schemas import Moment, StrictSchema
 
 # Bounds the spec leaves open, chosen so exact arithmetic stays cheap and sums fit a BigInteger.
 MAX_POINTS = 1_000_000_000
@@ -129,8 +129,8 @@ class MultiplierSchema(StrictSchema):
 class CampaignSchema(StrictSchema):
     id = fields.String(required=True, validate=ID)
     name = fields.String(required=True, validate=LABEL)
-    starts_at = fields.AwareDateTime(required=True)
-    ends_at = fields.AwareDateTime(required=True)
+    starts_at = Moment(required=True)
+    ends_at = Moment(required=True)
     multiplier = DecimalString(load_default=None, allow_none=True, validate=MULTIPLIER)
     bonus_points = _integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=MAX_POINTS))
     min_spend = _integer(load_default=0, validate=validate.Range(min=0, max=MAX_AMOUNT))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from loyalty.checkout.schemas import CURRENCY, MONEY, BreakdownSchema, LineSchema
-from loyalty.schemas import StrictSchema
+from loyalty.checkout.schemas import CURRENCY, BreakdownSchema, order_lines
+from loyalty.schemas import MONEY, POSITIVE_COUNT, Moment, StrictSchema
 
 
 class RuleVersionSummarySchema(Schema):
@@ -29,7 +29,7 @@ class RuleVersionPageSchema(Schema):
 
 class RuleListArgsSchema(StrictSchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    starting_after = fields.Integer(validate=validate.Range(min=1))
+    starting_after = fields.Integer(validate=POSITIVE_COUNT)
 
 
 class DraftSchema(StrictSchema):
@@ -38,20 +38,20 @@ class DraftSchema(StrictSchema):
 
 
 class PublishSchema(StrictSchema):
-    effective_from = fields.AwareDateTime(allow_none=True, metadata={"description": "Default: now."})
+    effective_from = Moment(allow_none=True, metadata={"description": "Default: now."})
 
 
 class SampleOrderSchema(StrictSchema):
     currency = fields.String(required=True, validate=CURRENCY)
-    lines = fields.List(fields.Nested(LineSchema), required=True, validate=validate.Length(min=1, max=500))
+    lines = order_lines(required=True)
     shipping_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
     discount_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
-    paid_at = fields.AwareDateTime(allow_none=True)
+    paid_at = Moment(allow_none=True)
 
 
 class SimulateSchema(StrictSchema):
     rules = fields.Dict(allow_none=True, metadata={"description": "A document to try; default: `version`."})
-    version = fields.Integer(validate=validate.Range(min=1), allow_none=True,
+    version = fields.Integer(validate=POSITIVE_COUNT, allow_none=True,
                              metadata={"description": "A stored version; default: the one in force."})
     order = fields.Nested(SampleOrderSchema, required=True)
     member_id = fields.String(validate=validate.Length(min=1, max=64), allow_none=True)

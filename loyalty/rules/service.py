@@ -23,6 +23,7 @@ from loyalty.members.models import Member
 from loyalty.rules import engine
 from loyalty.rules.document import dump_document, validate_document
 from loyalty.rules.models import RuleAward, RuleVersion
+from loyalty.schemas import INT4_MAX
 from loyalty.tiers import service as tiers
 
 # Published documents never change, so each is parsed once per process (keyed by row and publication,
@@ -33,7 +34,9 @@ _parsed: dict[tuple[int, datetime], dict[str, Any]] = {}
 # --- versions ---------------------------------------------------------------------------------------
 
 def get_version(version: int) -> RuleVersion:
-    found = db.session.scalar(select(RuleVersion).where(RuleVersion.version == version))
+    found = None
+    if 0 < version <= INT4_MAX:  # past the column's range (a URL, a query) it names none, and PostgreSQL refuses it
+        found = db.session.scalar(select(RuleVersion).where(RuleVersion.version == version))
     if found is None:
         raise NotFound("No rule version has this number.")
     return found

@@ -29,6 +29,7 @@ from loyalty.rules import service
 from loyalty.rules.document import CURRENCY, EXPIRY_POLICIES
 from loyalty.rules.models import RuleVersion
 from loyalty.rules.schemas import DraftSchema, ImpactArgsSchema, PublishSchema, SimulateSchema
+from loyalty.schemas import refuse_deep_json
 
 T = TypeVar("T")
 
@@ -94,12 +95,13 @@ def _draft_input() -> dict[str, Any]:
     text = request.form.get("document", "")
     note = request.form.get("note", "").strip() or None
     try:
+        refuse_deep_json(text)
         document = json.loads(text)
     except ValueError as error:
         detail = f"{error.msg} (line {error.lineno}, column {error.colno})" if hasattr(error, "msg") else str(error)
         raise ValidationProblem("The document is not valid JSON.", errors={"document": [f"Not valid JSON: {detail}."]}
                                 ) from None
-    except RecursionError:
+    except Problem:
         raise ValidationProblem(errors={"document": ["Nested too deeply to be a rules document."]}) from None
     try:
         return DraftSchema().load({"document": document, "note": note})
