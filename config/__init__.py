@@ -50,6 +50,9 @@ class Config:
     # The member summary lists points expiring within this many days.
     EXPIRING_SOON_DAYS = 30
 
+    # Who may read /metrics: `Authorization: Bearer <token>`. Unset: open in development, off (404) in production.
+    METRICS_TOKEN = ""
+
     LOG_LEVEL = "INFO"
     LOG_JSON = True
 
@@ -118,6 +121,8 @@ class ProductionConfig(Config):
             raise RuntimeError("LOYALTY_SECRET_KEY must be set to a secret of your own in production")
         if len(self.SECRET_KEY) < 32:
             raise RuntimeError("LOYALTY_SECRET_KEY must be at least 32 characters long")
+        if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 32:
+            raise RuntimeError("LOYALTY_METRICS_TOKEN must be at least 32 characters long")
 
 
 def _check_timezone(name: object) -> None:
@@ -157,7 +162,7 @@ def load_config(name: str | None = None, environ: dict[str, str] | None = None) 
         if key.startswith("LOYALTY_") and key != "LOYALTY_ENV":
             setting = key.removeprefix("LOYALTY_")
             # Secrets stay strings even when they look like JSON numbers.
-            value = raw if setting.endswith(("SECRET", "SECRET_KEY", "API_KEY")) else _decode(raw)
+            value = raw if setting.endswith(("SECRET", "SECRET_KEY", "API_KEY", "TOKEN")) else _decode(raw)
             setattr(config, setting, value)
     if environ.get("DATABASE_URL"):
         config.SQLALCHEMY_DATABASE_URI = normalise_database_url(environ["DATABASE_URL"])
