@@ -25,7 +25,7 @@ _CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; style-src
 
 
 def init_app(app: Flask) -> None:
-    # Only the HTML blueprints check tokens: the JSON API refuses form bodies outright.
+    # Only the HTML blueprints check tokens: the JSON API has its own check (`loyalty.auth.cross_site`).
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     csrf.init_app(app)
