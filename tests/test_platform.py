@@ -137,7 +137,7 @@ def test_a_console_page_during_a_database_outage_answers_503():
     app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": UNREACHABLE_DATABASE})
     client = app.test_client()
     with client.session_transaction() as session:
-        session["_user_id"] = "staff:stf_anyone"
+        session["_user_id"] = "staff:stf_anyone:" + "k" * 32
 
     response = client.get("/console/")
 
