@@ -570,6 +570,19 @@ def test_erasing_oneself_needs_the_password_again_and_without_it_changes_nothing
     assert story.ada.get("/v1/me").get_json()["email"] == ADA["email"]
 
 
+def test_wrong_passwords_for_erasure_draw_on_the_accounts_login_budget(story, client, tight_login_limits):
+    """A stolen session cannot guess the password faster than the login form allows."""
+    for _ in range(2):
+        assert_problem(story.ada.delete("/v1/me", {"password": "guess"}), 422, "validation_error")
+    assert_problem(client.post("/v1/auth/login", json={"email": ADA["email"], "password": "guess"}), 401,
+                   "invalid_credentials")
+
+    response = story.ada.delete("/v1/me", {"password": PASSWORD})
+
+    assert_problem(response, 429, "rate_limited")
+    assert story.ada.get("/v1/me").get_json()["status"] == "active"
+
+
 def test_an_erased_member_cannot_sign_in_again(story, client):
     story.ada.delete("/v1/me", {"password": PASSWORD})
 

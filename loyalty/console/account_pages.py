@@ -10,7 +10,7 @@ from flask import redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
 from loyalty.auth.sessions import sign_out
-from loyalty.auth.throttling import login_throttled
+from loyalty.auth.throttling import login_throttled, password_confirmation_throttled
 from loyalty.clock import now
 from loyalty.console.access import member_page
 from loyalty.console.blueprints import account
@@ -137,6 +137,7 @@ def export():
 
 
 @account.post("/privacy/erase", endpoint="privacy_erase")
+@password_confirmation_throttled
 @member_page
 def erase():
     """Erase the account for good, once the member has typed their password again."""

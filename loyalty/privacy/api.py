@@ -7,6 +7,7 @@ from typing import Any
 from flask_login import current_user, logout_user
 
 from loyalty.auth.access import current_principal, require
+from loyalty.auth.throttling import password_confirmation_throttled
 from loyalty.clock import now
 from loyalty.extensions import Blueprint
 from loyalty.members import service as members
@@ -94,6 +95,7 @@ def _export(member: Member) -> tuple[dict[str, Any], int, dict[str, str]]:
 # --- erasure --------------------------------------------------------------------------------------------------
 
 @blp.delete("/me")
+@password_confirmation_throttled
 @require(member=True)
 @write
 @blp.arguments(PasswordConfirmationSchema)
