@@ -26,6 +26,13 @@ loglevel = "warning"
 
 
 
+def on_starting(server) -> None:
+    """Refuse to start workers whose login throttles would each count alone (config.check_shared_rate_limits)."""
+    from config import check_shared_rate_limits, load_config
+
+    check_shared_rate_limits(load_config(), server.cfg.workers)
+
+
 def post_fork(server, worker) -> None:
     """A forked worker must not share the parent's database connections: drop them without closing."""
     app = worker.app.wsgi()

@@ -38,8 +38,8 @@ EARNS_PER_MEMBER = 10
 KINDS = ("available", "pending", "held", "issued", "redeemed", "expired", "adjusted")
 
 SEED = [
-    """INSERT INTO members (id, public_id, email, status, referral_code, created_at, updated_at)
-       SELECT g, 'mem_bench' || g, 'bench' || g || '@example.test', 'active', 'B' || g, now(), now()
+    """INSERT INTO members (id, public_id, email, status, referral_code, session_key, created_at, updated_at)
+       SELECT g, 'mem_bench' || g, 'bench' || g || '@example.test', 'active', 'B' || g, md5(g::text), now(), now()
        FROM generate_series(1, :members) AS g""",
     """INSERT INTO ledger_accounts (id, member_id, kind, balance)
        SELECT (m - 1) * 7 + k, m, (ARRAY['available','pending','held','issued','redeemed','expired','adjusted'])[k],

@@ -37,8 +37,8 @@ MINUTES_A_YEAR = 365 * 24 * 60
 _MEMBER = "((t - 1) % :members + 1)"
 _SLOT = f"(((t - 1) / :members + {_MEMBER}) % :earns)"  # 0 .. earns - 1, each once per member
 SEED = [
-    """INSERT INTO members (id, public_id, status, referral_code, created_at, updated_at)
-       SELECT g, 'mem_rb' || lpad(g::text, 8, '0'), 'active', 'RB' || lpad(g::text, 8, '0'),
+    """INSERT INTO members (id, public_id, status, referral_code, session_key, created_at, updated_at)
+       SELECT g, 'mem_rb' || lpad(g::text, 8, '0'), 'active', 'RB' || lpad(g::text, 8, '0'), md5(g::text),
               now() - ((g * 7919) % (2 * :minutes)) * interval '1 minute', now()
        FROM generate_series(1, :members) AS g""",
     """INSERT INTO ledger_accounts (id, member_id, kind, balance)

@@ -32,6 +32,9 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
     REMEMBER_COOKIE_HTTPONLY = True
+    # Origins besides the app's own whose pages may write to /v1 with a session (`loyalty.auth.cross_site`), e.g.
+    # the shop's front end on another host: a JSON list or a comma-separated string of `https://host[:port]`.
+    ALLOWED_ORIGINS: list[str] | str = []
 
     # Werkzeug's scrypt: memory-hard, parameters stored in each hash so they can be raised later.
     PASSWORD_HASH_METHOD = "scrypt:32768:8:1"  # noqa: S105 - a method, not a secret
@@ -40,8 +43,14 @@ class Config:
     LOGIN_RATE_LIMIT_PER_ADDRESS = "30 per minute"
     LOGIN_RATE_LIMIT_PER_ACCOUNT = "10 per minute"
     SIGNUP_RATE_LIMIT = "20 per hour"
-    # Shared storage (e.g. redis://) makes limits hold across workers and hosts.
+    # Where the throttle counts. memory:// is per process: each gunicorn worker would count alone and let the limit
+    # through once per worker, so production refuses it with more than one worker (`check_shared_rate_limits`).
+    # redis://host:6379/0 is shared by every worker and host.
     RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_KEY_PREFIX = "loyalty"
+    # Redis down: each worker counts in its own memory until it answers again, so sign-in keeps working.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_STORAGE_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 1}
     RATELIMIT_HEADERS_ENABLED = True
 
     # How many proxies in front set X-Forwarded-For; 0 trusts none (the client address is the peer).
@@ -49,6 +58,9 @@ class Config:
 
     # The member summary lists points expiring within this many days.
     EXPIRING_SOON_DAYS = 30
+
+    # Who may read /metrics: `Authorization: Bearer <token>`. Unset: open in development, off (404) in production.
+    METRICS_TOKEN = ""
 
     LOG_LEVEL = "INFO"
     LOG_JSON = True
@@ -120,6 +132,17 @@ class ProductionConfig(Config):
             raise RuntimeError("LOYALTY_SECRET_KEY must be set to a secret of your own in production")
         if len(self.SECRET_KEY) < 32:
             raise RuntimeError("LOYALTY_SECRET_KEY must be at least 32 characters long")
+        if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 32:
+            raise RuntimeError("LOYALTY_METRICS_TOKEN must be at least 32 characters long")
+
+
+def check_shared_rate_limits(config: Config, workers: int) -> None:
+    """Refuse several production workers that would each keep their own login throttle (gunicorn.conf.py)."""
+    storage = str(config.RATELIMIT_STORAGE_URI)
+    if config.ENV_NAME == "production" and workers > 1 and storage.startswith("memory://"):
+        raise RuntimeError(f"LOYALTY_RATELIMIT_STORAGE_URI is {storage!r}, which each of the {workers} workers keeps "
+                           f"apart, letting {workers} times the login limit through: set it to a shared store such "
+                           f"as redis://127.0.0.1:6379/0, or run one worker")
 
 
 def _check_timezone(name: object) -> None:
@@ -159,7 +182,7 @@ def load_config(name: str | None = None, environ: dict[str, str] | None = None) 
         if key.startswith("LOYALTY_") and key != "LOYALTY_ENV":
             setting = key.removeprefix("LOYALTY_")
             # Secrets stay strings even when they look like JSON numbers.
-            value = raw if setting.endswith(("SECRET", "SECRET_KEY", "API_KEY")) else _decode(raw)
+            value = raw if setting.endswith(("SECRET", "SECRET_KEY", "API_KEY", "TOKEN")) else _decode(raw)
             setattr(config, setting, value)
     if environ.get("DATABASE_URL"):
         config.SQLALCHEMY_DATABASE_URI = normalise_database_url(environ["DATABASE_URL"])

@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_config
 from loyalty import console, errors, observability
+from loyalty.auth.cross_site import refuse_cross_site_writes
 from loyalty.extensions import api, db, limiter, login_manager, migrate
 from loyalty.schemas import refuse_deep_json
 
@@ -40,6 +41,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     console.init_app(app)
     app.before_request(_refuse_nul_in_urls)
     app.before_request(_require_json_bodies)
+    app.before_request(refuse_cross_site_writes)
 
     from loyalty.cli import cli
 
@@ -91,6 +93,7 @@ def _configure_sqlite(engine) -> None:
 
 def _init_auth(app: Flask) -> None:
     from loyalty.auth.models import StaffUser
+    from loyalty.auth.sessions import parse_session_id
     from loyalty.errors import Unauthenticated
     from loyalty.members.models import Member
 
@@ -98,11 +101,13 @@ def _init_auth(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        kind, _, public_id = user_id.partition(":")
+        kind, public_id, session_key = parse_session_id(user_id) or ("", "", "")
         model = {"member": Member, "staff": StaffUser}.get(kind)
         if model is None:
             return None
-        user = db.session.scalar(db.select(model).where(model.public_id == public_id))
+        # One query: the user, only while the cookie's session key is still theirs (`loyalty.auth.sessions`).
+        user = db.session.scalar(db.select(model).where(model.public_id == public_id,
+                                                        model.session_key == session_key))
         # A deactivated staff user or an erased member loses open sessions too, not just new sign-ins.
         return user if user is not None and user.is_active else None
 
@@ -156,7 +161,7 @@ def _refuse_nul_in_urls():
 
 
 def _require_json_bodies():
-    """The API speaks JSON only. Refusing other bodies also stops cross-site form posts."""
+    """The API speaks JSON only."""
     if request.method not in _BODY_METHODS or not request.path.startswith("/v1/"):
         return
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "")

@@ -6,6 +6,7 @@ nothing from Flask) can raise them; `init_app` teaches Flask to answer them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -100,6 +101,24 @@ class IdempotencyKeyReused(Problem):
     status, code, title = 409, "idempotency_key_reused", "Idempotency key reused"
 
 
+class ServiceUnavailable(Problem):
+    """The database cannot be reached (or gave up on the request): nothing was changed, so the client may retry."""
+
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self, detail: str = "The database is not reachable; retry shortly.", **kwargs: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)}, **kwargs)
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """An error that says the database is down, unreachable or gave up, rather than that the request was wrong:
+    lost or refused connections, an exhausted pool, timeouts, deadlocks and serialization failures."""
+    from sqlalchemy import exc
+
+    return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError | exc.TimeoutError)
+
+
 def problem_body(
     status: int, code: str, title: str, detail: str, errors: Mapping[str, list[str]] | None = None
 ) -> dict[str, Any]:
@@ -142,7 +161,7 @@ def init_app(app) -> None:
     from flask import g, jsonify
     from werkzeug.exceptions import HTTPException
 
-    from loyalty.extensions import db
+    from loyalty.extensions import db, login_manager
 
     def respond(body: dict[str, Any], headers: Mapping[str, str] | None = None):
         response = jsonify(body)
@@ -178,6 +197,13 @@ def init_app(app) -> None:
         return respond(problem_body(status, code, title, detail, errors), headers)
 
     def handle_unexpected(error: Exception):
+        if is_database_outage(error):
+            with contextlib.suppress(Exception):  # the connection may be gone for good
+                db.session.rollback()
+            # An HTML error page shows who is signed in: it must not ask the database again.
+            g._login_user = login_manager.anonymous_user()
+            log.warning("database unavailable: %s", type(error).__name__, extra={"request_id": g.get("request_id")})
+            return handle_problem(ServiceUnavailable())
         if (page := html_page(error)) is not None:
             return page
         db.session.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -22,7 +23,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from loyalty.errors import Problem
+from loyalty.errors import NotFound, ServiceUnavailable, Unauthenticated
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -126,14 +127,17 @@ def readyz():
     except Exception as error:
         db.session.rollback()
         logging.getLogger("loyalty.health").warning("database not ready: %s", type(error).__name__)
-        raise Problem("The database is not reachable.", status=503, code="service_unavailable",
-                      title="Service unavailable") from None
+        raise ServiceUnavailable("The database is not reachable.") from None
     return jsonify(status="ok", database="ok")
 
 
 @health.get("/metrics")
 def metrics():
-    """Prometheus metrics; aggregated across gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+    """Prometheus metrics; aggregated across gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set.
+
+    With METRICS_TOKEN set, only `Authorization: Bearer <token>` may read them; without one they are open in
+    development and testing and off (404) in production."""
+    _check_metrics_token()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -141,6 +145,17 @@ def metrics():
     else:
         payload = generate_latest()
     return Response(payload, content_type=CONTENT_TYPE_LATEST)
+
+
+def _check_metrics_token() -> None:
+    token = current_app.config["METRICS_TOKEN"]
+    if not token:
+        if current_app.config["ENV_NAME"] == "production":
+            raise NotFound("Set LOYALTY_METRICS_TOKEN to serve metrics.")
+        return
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), str(token).encode()):
+        raise Unauthenticated("Send `Authorization: Bearer <metrics token>`.", headers={"WWW-Authenticate": "Bearer"})
 
 
 def init_app(app: Flask) -> None:

@@ -17,6 +17,7 @@ Keys are kept for `IDEMPOTENCY_KEY_RETENTION_HOURS`; after that the key is free 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,7 +104,12 @@ def _caller() -> str:
 
 
 def _request_hash() -> str:
-    body = request.get_json(silent=True) if request.content_length else None
+    """The body however it arrived: with a Content-Length or chunked (which werkzeug de-chunks) alike. Parsed,
+    so key order and whitespace do not matter; raw bytes when it is not JSON."""
+    raw = request.get_data(cache=True)
+    body = request.get_json(silent=True) if raw else None
+    if raw and body is None:
+        body = hashlib.sha256(raw).hexdigest()
     return fingerprint(request.method, request.path, sorted(request.args.items(multi=True)), body)
 
 

@@ -82,10 +82,32 @@ def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield own
 
 
+class JsonWritingClient(FlaskClient):
+    """A test client that writes as the API's own clients do: a POST, PUT, PATCH or DELETE without a body or a
+    content type of its own is sent as `application/json`, which writes made with a session must be
+    (`loyalty.auth.cross_site`). A test of a cross-site write says what it sends."""
+
+    def open(self, *args, **kwargs):
+        method = str(kwargs.get("method", "GET")).upper()
+        headers = kwargs.get("headers") or {}
+        if (method in {"POST", "PUT", "PATCH", "DELETE"} and all(isinstance(arg, str) for arg in args)
+                and all(kwargs.get(name) is None for name in ("json", "data", "content_type", "input_stream"))
+                and not any(name.lower() == "content-type" for name in headers)):
+            kwargs.pop("json", None)
+            kwargs["content_type"] = "application/json"
+        return super().open(*args, **kwargs)
+
+
+def testing_app(overrides: dict) -> Flask:
+    application = create_app("testing", overrides)
+    application.test_client_class = JsonWritingClient
+    return application
+
+
 @pytest.fixture(scope="session")
 def app(database_uri: str) -> Flask:
     """The app on a database built by the migrations, as production builds it."""
-    application = create_app("testing", {"SQLALCHEMY_DATABASE_URI": database_uri})
+    application = testing_app({"SQLALCHEMY_DATABASE_URI": database_uri})
     with application.app_context():
         flask_migrate.upgrade()
     return application
@@ -135,7 +157,7 @@ def pg_app() -> Iterator[Flask]:
     url = server.set(database=name).render_as_string(hide_password=False)
     # One connection per racing thread.
     engine_options = {"pool_size": 40, "max_overflow": 8, "pool_pre_ping": True}
-    application = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url, "SQLALCHEMY_ENGINE_OPTIONS": engine_options})
+    application = testing_app({"SQLALCHEMY_DATABASE_URI": url, "SQLALCHEMY_ENGINE_OPTIONS": engine_options})
     with application.app_context():
         flask_migrate.upgrade()
     yield application

@@ -194,6 +194,7 @@ def _request_for(endpoint: str, make_member, make_api_key, api_key_id, make_draf
         "POST /v1/admin/members/{id}/adjustments": lambda: {"points": 10, "reason": "goodwill"},
         "POST /v1/members/{id}/events": lambda: {"type": "review"},
         "POST /v1/me/consents": lambda: {"purpose": "sms", "granted": True},
+        "DELETE /v1/me": lambda: {"password": PASSWORD},
         "POST /v1/members/{id}/consents": lambda: {"purpose": "sms", "granted": True},
         "POST /v1/admin/rules": lambda: {"document": RULES},
         "POST /v1/admin/tiers": lambda: BASE_TIER,

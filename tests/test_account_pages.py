@@ -201,11 +201,19 @@ def test_home_lists_the_points_expiring_soon_with_their_dates(account_client, le
     assert "2027-03-20" not in page
 
 
-def test_home_tells_a_suspended_member(account_client, in_app):
-    client = account_client()
+def suspend_and_sign_in_again(client, in_app) -> None:
+    """Suspending ends the member's sessions; a suspended member may sign in again."""
     with in_app():
         members.set_status(members.get_member(client.member["id"]), "suspended")
         db.session.commit()
+    assert client.get("/account/").status_code == 302
+    client.post("/account/login", data={"email": client.member["email"], "password": PASSWORD,
+                                        "csrf_token": csrf_token(client, "/account/login")})
+
+
+def test_home_tells_a_suspended_member(account_client, in_app):
+    client = account_client()
+    suspend_and_sign_in_again(client, in_app)
     assert "Your account is suspended." in client.get("/account/").get_data(as_text=True)
 
 
@@ -386,9 +394,7 @@ def test_claiming_past_the_per_member_limit_is_refused_with_409(account_client, 
 def test_a_suspended_member_is_shown_the_refusal(account_client, reward, ledger_of, in_app, row_counts):
     client = account_client()
     give(ledger_of, client.member, 2000)
-    with in_app():
-        members.set_status(members.get_member(client.member["id"]), "suspended")
-        db.session.commit()
+    suspend_and_sign_in_again(client, in_app)
     reward_id = reward()
     before = row_counts()
     response = claim(client, reward_id)

@@ -74,3 +74,14 @@ def test_session_cookie_is_http_only_and_same_site_lax():
     config = load_config(environ={})
     assert config.SESSION_COOKIE_HTTPONLY is True
     assert config.SESSION_COOKIE_SAMESITE == "Lax"
+
+
+def test_production_refuses_a_short_metrics_token():
+    with pytest.raises(RuntimeError, match="LOYALTY_METRICS_TOKEN"):
+        load_config(environ={"LOYALTY_ENV": "production", "LOYALTY_SECRET_KEY": LONG_SECRET,
+                             "LOYALTY_METRICS_TOKEN": "123456"})
+
+
+def test_a_metrics_token_that_looks_like_a_number_stays_a_string():
+    config = load_config(environ={"LOYALTY_METRICS_TOKEN": "1" * 40})
+    assert config.METRICS_TOKEN == "1" * 40

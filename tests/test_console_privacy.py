@@ -98,6 +98,18 @@ def test_a_wrong_password_erases_nothing(account_client, in_app, row_counts):
     assert state(in_app, client.member["id"])[0] == "active"
 
 
+def test_wrong_passwords_on_the_erasure_page_run_out_like_failed_sign_ins(account_client, in_app,
+                                                                        tight_login_limits):
+    client = account_client()
+    for _ in range(3):
+        submit(client, "/account/privacy/erase", {"password": "not it"}, page="/account/privacy")
+
+    response = submit(client, "/account/privacy/erase", {"password": PASSWORD}, page="/account/privacy")
+
+    assert response.status_code == 429
+    assert state(in_app, client.member["id"])[0] == "active"
+
+
 def test_a_member_erases_their_account_and_is_signed_out(account_client, in_app):
     client = account_client()
     give(in_app, client.member["id"], 120)

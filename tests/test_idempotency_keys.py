@@ -8,11 +8,13 @@ stored; keys are kept for `IDEMPOTENCY_KEY_RETENTION_HOURS`, then forgotten.
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -703,3 +705,43 @@ def _all_read_the_expired_key_before_any_goes_on(monkeypatch, *, racers: int) ->
         return stored
 
     monkeypatch.setattr(writes, "_stored", look_up_then_wait)
+
+
+# --- However the body arrives -----------------------------------------------------------------------------
+
+def _post_chunked(base_url: str, path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
+    """POST `body` with Transfer-Encoding: chunked and no Content-Length, through a real HTTP server."""
+    connection = http.client.HTTPConnection(urlsplit(base_url).netloc, timeout=10)
+    payload = json.dumps(body).encode()
+    connection.request("POST", path, body=iter([payload[:7], payload[7:]]), encode_chunked=True,
+                       headers={**headers, "Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    response = connection.getresponse()
+    answer = (response.status, json.loads(response.read()))
+    connection.close()
+    return answer
+
+
+def test_the_same_key_with_another_chunked_body_is_409_idempotency_key_reused(live_server, make_api_key,
+                                                                              row_counts):
+    headers = {**bearer(make_api_key("members:write")), "Idempotency-Key": KEY}
+    first_email, second_email = unique_email(), unique_email()
+    status, first = _post_chunked(live_server, "/v1/members", {"email": first_email}, headers)
+    before = row_counts()
+
+    status_again, answer = _post_chunked(live_server, "/v1/members", {"email": second_email}, headers)
+
+    assert (status, first["email"]) == (201, first_email)
+    assert (status_again, answer["code"]) == (409, "idempotency_key_reused")
+    assert row_counts() == before
+
+
+def test_a_chunked_retry_of_the_same_body_replays_the_first_answer(live_server, make_api_key, row_counts):
+    headers = {**bearer(make_api_key("members:write")), "Idempotency-Key": KEY}
+    body = {"email": unique_email()}
+    _, first = _post_chunked(live_server, "/v1/members", body, headers)
+    before = row_counts()
+
+    status, retry = _post_chunked(live_server, "/v1/members", body, headers)
+
+    assert (status, retry) == (201, first)
+    assert row_counts() == before

@@ -11,6 +11,10 @@ from loyalty import create_app
 from loyalty.observability import JsonFormatter
 from tests.conftest import assert_problem
 
+# Port 1 on loopback: refused at once, no traffic leaves the machine.
+UNREACHABLE_DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+METRICS_TOKEN = "m" * 40
+
 
 @pytest.fixture
 def failing_app(database_uri):
@@ -111,9 +115,35 @@ def test_readyz_checks_the_database(client):
 
 
 def test_readyz_answers_503_when_the_database_is_unreachable():
-    # Port 1 on loopback: refused at once, no traffic leaves the machine.
-    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": UNREACHABLE_DATABASE})
     assert_problem(app.test_client().get("/readyz"), 503, "service_unavailable")
+
+
+def test_readyz_tells_when_to_retry():
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": UNREACHABLE_DATABASE})
+    assert app.test_client().get("/readyz").headers["Retry-After"] == "5"
+
+
+def test_an_api_request_during_a_database_outage_answers_503_with_retry_after(make_api_key):
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": UNREACHABLE_DATABASE})
+
+    response = app.test_client().get("/v1/members/mem_anyone", headers={"Authorization": "Bearer lk_anything"})
+
+    assert_problem(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"] == "5"
+
+
+def test_a_console_page_during_a_database_outage_answers_503():
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": UNREACHABLE_DATABASE})
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = "staff:stf_anyone:" + "k" * 32
+
+    response = client.get("/console/")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "Service unavailable" in response.get_data(as_text=True)
 
 
 def test_metrics_count_requests_by_route_template(client):
@@ -159,3 +189,34 @@ def test_docs_page_loads_its_assets_from_this_server(client):
     assert "/docs/assets/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower()
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+# --- Who may read /metrics ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def metrics_token(app):
+    app.config["METRICS_TOKEN"] = METRICS_TOKEN
+    yield METRICS_TOKEN
+    app.config["METRICS_TOKEN"] = ""
+
+
+def test_metrics_with_a_token_set_are_refused_without_it(client, metrics_token):
+    response = client.get("/metrics")
+    assert_problem(response, 401, "unauthenticated")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_metrics_with_a_token_set_are_refused_with_another_token(client, metrics_token):
+    assert_problem(client.get("/metrics", headers={"Authorization": "Bearer " + "x" * 40}), 401, "unauthenticated")
+
+
+def test_metrics_with_a_token_set_are_served_to_its_bearer(client, metrics_token):
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"})
+    assert response.status_code == 200
+    assert "loyalty_http_requests_total" in response.get_data(as_text=True)
+
+
+def test_metrics_in_production_without_a_token_are_off(monkeypatch, database_uri):
+    monkeypatch.setenv("LOYALTY_SECRET_KEY", "s" * 40)
+    app = create_app("production", {"SQLALCHEMY_DATABASE_URI": database_uri})
+    assert_problem(app.test_client().get("/metrics"), 404, "not_found")

@@ -84,8 +84,8 @@ class Caller:
     def post(self, path: str, body: dict | None = None, **headers: str):
         return self.client.post(path, json=body, headers={**self.headers, **headers})
 
-    def delete(self, path: str):
-        return self.client.delete(path, headers=self.headers)
+    def delete(self, path: str, body: dict | None = None):
+        return self.client.delete(path, json=body, headers=self.headers)
 
 
 @pytest.fixture
@@ -551,15 +551,40 @@ def test_the_export_reads_each_section_in_one_query_whatever_the_history(story, 
 # --- Erasure ------------------------------------------------------------------------------------------------------
 
 def test_a_member_erases_their_account_and_is_signed_out(story):
-    response = story.ada.delete("/v1/me")
+    response = story.ada.delete("/v1/me", {"password": PASSWORD})
 
     assert response.status_code == 204, response.get_data(as_text=True)
     assert response.get_data() == b""
     assert_problem(story.ada.get("/v1/me"), 401, "unauthenticated")
 
 
+@pytest.mark.parametrize("body", [None, {}, {"password": "not the password"}, {"password": ""}])
+def test_erasing_oneself_needs_the_password_again_and_without_it_changes_nothing(story, body, row_counts):
+    before = row_counts()
+
+    response = story.ada.delete("/v1/me", body)
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {"password"}
+    assert row_counts() == before
+    assert story.ada.get("/v1/me").get_json()["email"] == ADA["email"]
+
+
+def test_wrong_passwords_for_erasure_draw_on_the_accounts_login_budget(story, client, tight_login_limits):
+    """A stolen session cannot guess the password faster than the login form allows."""
+    for _ in range(2):
+        assert_problem(story.ada.delete("/v1/me", {"password": "guess"}), 422, "validation_error")
+    assert_problem(client.post("/v1/auth/login", json={"email": ADA["email"], "password": "guess"}), 401,
+                   "invalid_credentials")
+
+    response = story.ada.delete("/v1/me", {"password": PASSWORD})
+
+    assert_problem(response, 429, "rate_limited")
+    assert story.ada.get("/v1/me").get_json()["status"] == "active"
+
+
 def test_an_erased_member_cannot_sign_in_again(story, client):
-    story.ada.delete("/v1/me")
+    story.ada.delete("/v1/me", {"password": PASSWORD})
 
     response = client.post("/v1/auth/login", json={"email": ADA["email"], "password": PASSWORD})
 
@@ -704,7 +729,7 @@ def _columns(member: Member) -> dict[str, Any]:
 
 
 def test_erasing_a_member_who_already_erased_themselves_answers_their_erasure(story, support):
-    story.ada.delete("/v1/me")
+    story.ada.delete("/v1/me", {"password": PASSWORD})
 
     response = support.post(f"/v1/admin/members/{story.id}/erase")
 

@@ -655,9 +655,9 @@ def test_the_program_time_zone_is_utc_by_default_and_read_from_the_environment()
 MILLION = 1_000_000
 INDEX = "ix_ledger_accounts_kind_balance_member_id"
 # Zero-padded ids keep the unique text indexes appending, which makes the load quicker.
-MEMBERS = ("INSERT INTO members (id, public_id, status, referral_code, created_at, updated_at) "
-           "SELECT g, 'mem_r' || lpad(g::text, 7, '0'), 'active', 'R' || lpad(g::text, 7, '0'), now(), now() "
-           "FROM generate_series(1, :n) AS g")
+MEMBERS = ("INSERT INTO members (id, public_id, status, referral_code, session_key, created_at, updated_at) "
+           "SELECT g, 'mem_r' || lpad(g::text, 7, '0'), 'active', 'R' || lpad(g::text, 7, '0'), md5(g::text), now(), "
+           "now() FROM generate_series(1, :n) AS g")
 # Members divisible by 3 hold nothing; the others 100 available and 10 pending (issued: -110).
 ACCOUNTS = ("INSERT INTO ledger_accounts (id, member_id, kind, balance) "
             "SELECT (m - 1) * 7 + k, m, "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_user
 
 from loyalty.auth import service
 from loyalty.auth.access import require
@@ -16,6 +16,7 @@ from loyalty.auth.schemas import (
     StaffListSchema,
     StaffSchema,
 )
+from loyalty.auth.sessions import sign_out
 from loyalty.auth.throttling import login_throttled
 from loyalty.extensions import Blueprint, db
 from loyalty.members import service as members
@@ -53,8 +54,9 @@ def staff_login(payload: dict):
 @blp.post("/auth/logout")
 @blp.response(204)
 def logout():
-    """End the session, member or staff. Idempotent: without a session it still answers 204."""
-    logout_user()
+    """End the session, member or staff, and every other session of the same user: a copy of the cookie saved
+    anywhere stops working. Idempotent: without a session it still answers 204."""
+    sign_out()
 
 
 @blp.get("/admin/staff")

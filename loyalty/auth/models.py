@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from loyalty.auth.sessions import SESSION_KEY_LENGTH, new_session_key, session_id
 from loyalty.clock import now
 from loyalty.db import UTCDateTime, new_public_id
 from loyalty.extensions import db
@@ -32,6 +33,8 @@ class StaffUser(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Rotated to end every open session (`loyalty.auth.sessions`).
+    session_key: Mapped[str] = mapped_column(String(SESSION_KEY_LENGTH), default=new_session_key)
 
     # flask-login: one session cookie serves members and staff, so ids carry their kind.
     is_authenticated = True
@@ -42,7 +45,7 @@ class StaffUser(db.Model):
         return self.active
 
     def get_id(self) -> str:
-        return f"staff:{self.public_id}"
+        return session_id("staff", self)
 
 
 # Emails are unique whatever their case; the index also serves case-insensitive look-ups.

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from loyalty.auth.access import hash_api_key
 from loyalty.auth.models import API_KEY_SCOPES, STAFF_ROLES, ApiKey, StaffUser
 from loyalty.auth.passwords import hash_password, verify_password
+from loyalty.auth.sessions import end_sessions
 from loyalty.clock import now
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
@@ -112,11 +113,12 @@ def change_staff_role(staff: StaffUser, role: str, *, by: StaffUser) -> StaffUse
 
 
 def set_staff_active(staff: StaffUser, active: bool, *, by: StaffUser) -> StaffUser:
-    """Deactivate `staff` (they cannot sign in; a session they have open ends only if the session's user loader
-    refuses inactive users) or reactivate them."""
+    """Deactivate `staff` (they cannot sign in, and every session they have open ends) or reactivate them."""
     if staff.id == by.id and not active:
         raise Conflict("You cannot deactivate your own account: ask another admin, so the console is never "
                        "left without an admin.", code="own_account")
+    if staff.active and not active:
+        end_sessions(staff)
     staff.active = active
     db.session.flush()
     return staff

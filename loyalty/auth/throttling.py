@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
+from flask_login import current_user
 
 from loyalty.extensions import limiter
 
@@ -19,8 +20,17 @@ def _account_key() -> str:
     email = sent.get("email") if isinstance(sent, dict) or hasattr(sent, "getlist") else None
     if not isinstance(email, str):
         return get_remote_address()
+    return _email_key(email)
+
+
+def _email_key(email: str) -> str:
     # surrogatepass: the key is taken before the schema refuses a lone surrogate ("\ud800") in the email.
     return "account:" + hashlib.sha256(email.strip().lower()[:254].encode(errors="surrogatepass")).hexdigest()[:32]
+
+
+def _signed_in_account_key() -> str:
+    email = getattr(current_user, "email", None)
+    return _email_key(email) if isinstance(email, str) else get_remote_address()
 
 
 def _failed(response) -> bool:
@@ -36,3 +46,14 @@ def login_throttled(view: Callable[..., Any]) -> Callable[..., Any]:
                                        scope="login-account", key_func=_account_key, deduct_when=_failed,
                                        methods=["POST"])
     return per_address(per_account(view))
+
+
+def password_confirmation_throttled(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A password typed again by a signed-in user (erasure) draws on their account's login budget: a stolen session
+    cannot guess the password faster than the login form allows. Only wrong passwords (422) count."""
+    return limiter.shared_limit(lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ACCOUNT"], scope="login-account",
+                                key_func=_signed_in_account_key, deduct_when=_wrong_password)(view)
+
+
+def _wrong_password(response) -> bool:
+    return response.status_code == 422

@@ -9,15 +9,15 @@ import secrets
 from flask import redirect, render_template, request, url_for
 from flask_login import current_user, logout_user
 
-from loyalty.auth.passwords import verify_password
-from loyalty.auth.throttling import login_throttled
+from loyalty.auth.sessions import sign_out
+from loyalty.auth.throttling import login_throttled, password_confirmation_throttled
 from loyalty.clock import now
 from loyalty.console.access import member_page
 from loyalty.console.blueprints import account
 from loyalty.console.forms import attempt, page_args
 from loyalty.console.sign_in import sign_in
 from loyalty.console.views import done, member_data_download, render_form
-from loyalty.errors import Problem, ValidationProblem
+from loyalty.errors import Problem
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import rewards
@@ -44,7 +44,7 @@ def login():
 
 @account.post("/logout")
 def logout():
-    logout_user()
+    sign_out()
     return redirect(url_for("account.login"))
 
 
@@ -137,14 +137,14 @@ def export():
 
 
 @account.post("/privacy/erase", endpoint="privacy_erase")
+@password_confirmation_throttled
 @member_page
 def erase():
     """Erase the account for good, once the member has typed their password again."""
     member = current_user._get_current_object()
 
     def action():
-        if not verify_password(member.password_hash, request.form.get("password", "")[:1024]):
-            raise ValidationProblem("Type your password to confirm.", errors={"password": ["The password is wrong."]})
+        members.confirm_password(member, request.form.get("password", "")[:1024])
         privacy.erase(member, now(), by="member")
 
     _, problem = attempt(action)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
@@ -24,7 +25,7 @@ _CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; style-src
 
 
 def init_app(app: Flask) -> None:
-    # Only the HTML blueprints check tokens: the JSON API refuses form bodies outright.
+    # Only the HTML blueprints check tokens: the JSON API has its own check (`loyalty.auth.cross_site`).
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     csrf.init_app(app)
@@ -75,7 +76,8 @@ def render_error(error: Exception):
     elsewhere, where errors stay problem+json."""
     if not wants_html():
         return None
-    db.session.rollback()
+    with contextlib.suppress(Exception):  # during a database outage the connection may be gone
+        db.session.rollback()
     if isinstance(error, CSRFError):
         status, title = 400, "This form has expired"
         detail = "The page was open too long or came from elsewhere. Go back, reload it and try again."
@@ -93,7 +95,10 @@ def render_error(error: Exception):
     area = "account" if request.path.startswith("/account") else "console"
     body = render_template("error.html", status=status, title=title, detail=detail, area=area,
                            request_id=g.get("request_id"))
-    return _security_headers(make_response(body, status))
+    response = make_response(body, status)
+    if isinstance(error, Problem):
+        response.headers.update(error.headers)  # Retry-After, for one
+    return _security_headers(response)
 
 
 def _security_headers(response):

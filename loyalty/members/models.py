@@ -7,6 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from loyalty.auth.sessions import SESSION_KEY_LENGTH, new_session_key, session_id
 from loyalty.clock import now
 from loyalty.db import UTCDateTime, new_public_id
 from loyalty.extensions import db
@@ -41,6 +42,8 @@ class Member(db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When the member's personal data was erased (`loyalty.privacy.service.erase`); status is then `erased`.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Rotated to end every open session (`loyalty.auth.sessions`).
+    session_key: Mapped[str] = mapped_column(String(SESSION_KEY_LENGTH), default=new_session_key)
 
     is_authenticated = True
     is_anonymous = False
@@ -51,7 +54,7 @@ class Member(db.Model):
         return self.status != "erased"
 
     def get_id(self) -> str:
-        return f"member:{self.public_id}"
+        return session_id("member", self)
 
 
 Index("uq_members_email_lower", func.lower(Member.email), unique=True)

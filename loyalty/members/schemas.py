@@ -48,6 +48,12 @@ class LoginSchema(StrictSchema):
     password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
 
 
+class PasswordConfirmationSchema(StrictSchema):
+    """The member's password, typed again before something that cannot be undone."""
+
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
+
+
 class MemberListArgsSchema(ListArgsSchema):
     email = fields.String(validate=validate.Length(min=1, max=254))
     external_id = fields.String(validate=validate.Length(min=1, max=128))

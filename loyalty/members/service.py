@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from loyalty.auth.passwords import hash_password, verify_password
+from loyalty.auth.sessions import end_sessions
 from loyalty.clock import now
 from loyalty.db import for_update, random_string
 from loyalty.errors import Conflict, NotFound, Problem, ValidationProblem
@@ -235,10 +236,19 @@ def standings(page: list[Member]) -> dict[int, Standing]:
     return {i: Standing(available.get(i, 0), tier_names.get(i, base)) for i in ids}
 
 
+def confirm_password(member: Member, password: str) -> None:
+    """Refuse (422, naming the field) unless `password` is the member's own: a session alone does not erase."""
+    if not verify_password(member.password_hash, password):
+        raise ValidationProblem("Type your password to confirm.", errors={"password": ["The password is wrong."]})
+
+
 def set_status(member: Member, status: str) -> Member:
-    """Suspend or reinstate. Suspended members keep their points and may sign in, but not spend."""
+    """Suspend or reinstate. Suspended members keep their points and may sign in again, but not spend; suspending
+    ends the sessions they had open."""
     if member.status == "erased":
         raise Conflict("The member's account was erased.", code="member_erased")
+    if status != "active" and member.status != status:
+        end_sessions(member)  # a suspended member signs in again, and sees why they cannot spend
     member.status = status
     db.session.flush()
     return member

@@ -7,11 +7,12 @@ from typing import Any
 from flask_login import current_user, logout_user
 
 from loyalty.auth.access import current_principal, require
+from loyalty.auth.throttling import password_confirmation_throttled
 from loyalty.clock import now
 from loyalty.extensions import Blueprint
 from loyalty.members import service as members
 from loyalty.members.models import Member
-from loyalty.members.schemas import ConsentChangeSchema, ConsentStateSchema
+from loyalty.members.schemas import ConsentChangeSchema, ConsentStateSchema, PasswordConfirmationSchema
 from loyalty.privacy import service
 from loyalty.privacy.schemas import ErasureSchema, ExportSchema
 from loyalty.writes import write
@@ -94,12 +95,16 @@ def _export(member: Member) -> tuple[dict[str, Any], int, dict[str, str]]:
 # --- erasure --------------------------------------------------------------------------------------------------
 
 @blp.delete("/me")
+@password_confirmation_throttled
 @require(member=True)
 @write
+@blp.arguments(PasswordConfirmationSchema)
 @blp.response(204)
-def erase_me():
-    """Erase the signed-in member's account: personal data anonymised for good, outstanding points forfeited,
-    held checkouts released; orders and the ledger stay, without a name. Signs the member out."""
+def erase_me(payload: dict):
+    """Erase the signed-in member's account, once they have typed their password again (`{"password": ...}`; a
+    wrong one is 422 and changes nothing): personal data anonymised for good, outstanding points forfeited, held
+    checkouts released; orders and the ledger stay, without a name. Ends every session of the member."""
+    members.confirm_password(current_user, payload["password"])
     service.erase(current_user, now(), by="member")
     logout_user()
 

@@ -34,6 +34,7 @@ from sqlalchemy import Text, cast, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from loyalty.auth.sessions import end_sessions
 from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Redemption, Refund
 from loyalty.db import for_update
@@ -211,9 +212,8 @@ def erase(member: Member, now: datetime, by: str) -> Erasure:
 
     Live holds are released first (a captured redemption stays captured), then every outstanding point is
     forfeited through the ledger, then personal data is scrubbed wherever the app keeps it, then the member's own
-    fields are cleared. The member can no longer sign in, and open sessions end (the user loader refuses erased
-    members). Erasing an erased member changes nothing and answers the same. `by` says who asked: member, staff
-    or api.
+    fields are cleared. The member can no longer sign in, and every open session ends. Erasing an erased member
+    changes nothing and answers the same. `by` says who asked: member, staff or api.
 
     The member's row is locked first, then redemptions, offers and accounts in the order checkout takes them,
     so an erasure and a checkout never wait on each other in a circle."""
@@ -226,6 +226,7 @@ def erase(member: Member, now: datetime, by: str) -> Erasure:
             members.record_consent(member, purpose, False, source=ERASURE_SOURCE)
         _scrub_elsewhere(member)
         _anonymise(member, now)
+        end_sessions(member)
         outbox.emit("member.erased", {"by": by, "erased_at": now.isoformat()}, member_id=member.id)
     return _erasure(member)
 

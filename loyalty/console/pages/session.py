@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import redirect, url_for
-from flask_login import logout_user
 
 from loyalty.auth import service as auth
 from loyalty.auth.models import StaffUser
+from loyalty.auth.sessions import sign_out
 from loyalty.auth.throttling import login_throttled
 from loyalty.console.blueprints import console
 from loyalty.console.sign_in import sign_in
@@ -21,5 +21,5 @@ def login():
 
 @console.post("/logout")
 def logout():
-    logout_user()
+    sign_out()
     return redirect(url_for("console.login"))
