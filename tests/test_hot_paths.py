@@ -68,13 +68,14 @@ def _statements(app, request) -> tuple[int, object]:
     return len(statements), response
 
 
-def test_a_member_summary_sends_seven_statements_whatever_the_history(app, shop, member_with_earns):
+def test_a_member_summary_sends_eight_statements_whatever_the_history(app, shop, member_with_earns):
     short, long = member_with_earns(1), member_with_earns(40)
 
     counts = [_statements(app, lambda m=m: shop.get(f"/v1/members/{m}")) for m in (short, long)]
 
-    # The key, the member, balances, the tier, the next tier, its qualifying points, points expiring soon.
-    assert [(count, response.status_code) for count, response in counts] == [(7, 200), (7, 200)]
+    # The key, the member, balances, the tier, the next tier, its qualifying points, the rules in force (is
+    # expiry by inactivity?), points expiring soon.
+    assert [(count, response.status_code) for count, response in counts] == [(8, 200), (8, 200)]
     assert counts[1][1].get_json()["points"]["available"] == 400
 
 
