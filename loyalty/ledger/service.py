@@ -308,11 +308,14 @@ class Ledger:
         last = accounts["available"].last_activity_at
         if last is None or last > idle_since:
             return None
-        self._settle(member_id, accounts, now)
-        lots = self._lots(member_id, Lot.status == "active", Lot.remaining > 0)
-        if not lots:
+        # One query loads the lots for both steps, as for a spend.
+        lots = self._lots(member_id, or_(Lot.status == "active", and_(Lot.status == "pending",
+                                                                       Lot.activates_at <= now)))
+        self._settle(member_id, accounts, now, lots)
+        live = [lot for lot in lots if lot.status == "active" and lot.remaining > 0]
+        if not live:
             return None
-        return self._expire(member_id, accounts, lots, now, why=f" after no activity since {last:%Y-%m-%d}")
+        return self._expire(member_id, accounts, live, now, why=f" after no activity since {last:%Y-%m-%d}")
 
     @staticmethod
     def _active(accounts: dict[str, Account], now: datetime) -> None:
