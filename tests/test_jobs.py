@@ -201,6 +201,8 @@ def test_points_expiring_soon_are_announced_once_per_lot(in_app, app):
 # --- the inactivity policy ------------------------------------------------------------------------------------
 
 IDLE = 30 * DAY
+# Not a round moment: the rules' parse cache is keyed by version id and publication, and SQLite reuses ids.
+SINCE = T0 - 100 * DAY + 17 * MINUTE
 INACTIVITY = {**PROGRAM, "expiry": {"policy": "inactivity", "days": 30}}
 
 
@@ -215,10 +217,10 @@ def enrol_at(clock, at: datetime, **fields) -> int:
 
 
 def test_under_the_inactivity_policy_every_available_point_expires_days_after_the_last_activity(in_app, stop_clock):
-    clock = stop_clock(T0 - 100 * DAY)
+    clock = stop_clock(SINCE)
     with in_app():
-        publish_rules(INACTIVITY, at=T0 - 100 * DAY)
-        member = enrol_at(clock, T0 - 100 * DAY)
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
         first = earn(member, 100, at=T0 - 60 * DAY)
         second = earn(member, 40, at=T0 - IDLE)  # the last activity: the clock starts again here
         pending = earn(member, 25, at=T0 - IDLE, pending_until=T0 + DAY)
@@ -244,10 +246,10 @@ def test_under_the_inactivity_policy_every_available_point_expires_days_after_th
 
 
 def test_an_active_member_keeps_their_points_under_the_inactivity_policy(in_app, stop_clock):
-    clock = stop_clock(T0 - 100 * DAY)
+    clock = stop_clock(SINCE)
     with in_app():
-        publish_rules(INACTIVITY, at=T0 - 100 * DAY)
-        member = enrol_at(clock, T0 - 100 * DAY)
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
         earn(member, 100, at=T0 - 60 * DAY)
         Ledger(db.session).spend(member, 10, reference="claim", description="Reward", now=T0 - IDLE + SECOND)
         db.session.commit()
@@ -278,9 +280,9 @@ def _capture(ledger: Ledger, member: int, at: datetime) -> None:
                                                    kind="bonus", activity=False), False, id="a birthday bonus"),
 ])
 def test_what_counts_as_activity(in_app, stop_clock, act, counts):
-    clock = stop_clock(T0 - 100 * DAY)
+    clock = stop_clock(SINCE)
     with in_app():
-        member = enrol_at(clock, T0 - 100 * DAY)
+        member = enrol_at(clock, SINCE)
         earn(member, 100, at=T0 - 90 * DAY)
         act(Ledger(db.session), member, T0)
         db.session.commit()
@@ -288,19 +290,19 @@ def test_what_counts_as_activity(in_app, stop_clock, act, counts):
 
 
 def test_the_birthday_bonus_is_not_activity(in_app, stop_clock):
-    clock = stop_clock(T0 - 100 * DAY)
+    clock = stop_clock(SINCE)
     with in_app():
-        publish_rules(INACTIVITY, at=T0 - 100 * DAY)
-        member = enrol_at(clock, T0 - 100 * DAY, birthday=date(1990, T0.month, 1))
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE, birthday=date(1990, T0.month, 1))
         run("birthday-bonuses", T0)
         assert balances(member).available == 50
-        assert last_activity(member) == T0 - 100 * DAY
+        assert last_activity(member) == SINCE
 
 
 def test_enrolment_starts_the_inactivity_clock(in_app, stop_clock):
     clock = stop_clock(T0 - IDLE)
     with in_app():
-        publish_rules(INACTIVITY, at=T0 - IDLE)
+        publish_rules(INACTIVITY, at=SINCE)
         member = enrol_at(clock, T0 - IDLE)
         Ledger(db.session).adjust(member, 70, reason="Welcome gift", reference="gift", now=T0 - DAY)
         db.session.commit()
@@ -309,10 +311,10 @@ def test_enrolment_starts_the_inactivity_clock(in_app, stop_clock):
 
 
 def test_the_inactivity_expiry_runs_a_batch_of_members_at_a_time(in_app, stop_clock):
-    clock = stop_clock(T0 - 100 * DAY)
+    clock = stop_clock(SINCE)
     with in_app():
-        publish_rules(INACTIVITY, at=T0 - 100 * DAY)
-        idle = [enrol_at(clock, T0 - 100 * DAY) for _ in range(5)]
+        publish_rules(INACTIVITY, at=SINCE)
+        idle = [enrol_at(clock, SINCE) for _ in range(5)]
         for member in idle:
             earn(member, 10, at=T0 - 50 * DAY)
         assert run("expire-points", T0, batch_size=2) == {"members": 5, "transactions": 5}
@@ -321,10 +323,10 @@ def test_the_inactivity_expiry_runs_a_batch_of_members_at_a_time(in_app, stop_cl
 
 
 def test_the_summary_shows_when_points_expire_if_the_member_stays_inactive(in_app, stop_clock, app):
-    clock = stop_clock(T0 - 100 * DAY)
+    clock = stop_clock(SINCE)
     with in_app():
-        publish_rules(INACTIVITY, at=T0 - 100 * DAY)
-        member = enrol_at(clock, T0 - 100 * DAY)
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
         earn(member, 100, at=T0 - 20 * DAY)
         earn(member, 30, at=T0 - 20 * DAY, expires_at=T0 + DAY)  # dated sooner: shown at its own date
         clock.set(T0)
@@ -334,10 +336,10 @@ def test_the_summary_shows_when_points_expire_if_the_member_stays_inactive(in_ap
 
 def test_points_expiring_for_inactivity_are_announced_once_per_stretch_of_inactivity(in_app, stop_clock, app):
     window = timedelta(days=app.config["EXPIRY_REMINDER_DAYS"])
-    clock = stop_clock(T0 - 100 * DAY)
+    clock = stop_clock(SINCE)
     with in_app():
-        publish_rules(INACTIVITY, at=T0 - 100 * DAY)
-        member = enrol_at(clock, T0 - 100 * DAY)
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
         earn(member, 100, at=T0 - IDLE)  # expires at T0 if the member stays inactive
         assert run("remind-expiring", T0 - window - SECOND) == {"reminders": 0}
         assert run("remind-expiring", T0 - window) == {"reminders": 1}
