@@ -113,7 +113,7 @@ def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
     return {"reminders": sent}
 
 
-def _remind_inactive(days: timedelta, now: datetime, until: datetime, batch_size: int, keep_going: KeepGoing) -> int:
+def _remind_inactive(idle: timedelta, now: datetime, until: datetime, batch_size: int, keep_going: KeepGoing) -> int:
     """One `points.expiring` per member whose points expire by `until` unless they are active again, and once
     per stretch of inactivity (the reminder's key is the activity it began at)."""
     reminded = select(ExpiryReminder.id).where(ExpiryReminder.member_id == Account.member_id,
@@ -122,14 +122,14 @@ def _remind_inactive(days: timedelta, now: datetime, until: datetime, batch_size
     while keep_going():
         due = db.session.execute(
             select(Account.member_id, Account.last_activity_at, Account.balance)
-            .where(Account.kind == "available", Account.balance > 0, Account.last_activity_at > now - days,
-                   Account.last_activity_at <= until - days, ~reminded)
+            .where(Account.kind == "available", Account.balance > 0, Account.last_activity_at > now - idle,
+                   Account.last_activity_at <= until - idle, ~reminded)
             .order_by(Account.last_activity_at, Account.member_id).limit(batch_size)).all()
         if not due:
             break
         for member_id, last_activity_at, points in due:
             db.session.add(ExpiryReminder(member_id=member_id, activity_at=last_activity_at, sent_at=now))
-            outbox.emit("points.expiring", {"points": points, "expires_at": (last_activity_at + days).isoformat(),
+            outbox.emit("points.expiring", {"points": points, "expires_at": (last_activity_at + idle).isoformat(),
                                             "reason": "inactivity", "last_activity_at": last_activity_at.isoformat()},
                         member_id=member_id)
         db.session.commit()

@@ -207,7 +207,7 @@ class Ledger:
             last, available = self.session.execute(select(Account.last_activity_at, Account.balance).where(
                 Account.member_id == member_id, Account.kind == "available")).one()
             deadline = max(last + timedelta(days=inactive_days), now) if available and last else None
-        dated_until = min(until, deadline) if deadline and deadline <= until else until
+        dated_until = deadline if deadline is not None and deadline <= until else until
         rows = self.session.execute(_EXPIRING, {"member_id": member_id, "now": now, "until": dated_until,
                                                 "limit": limit}).all()
         found = [Expiring(int(points), expires_at) for expires_at, points in rows if expires_at != deadline]
