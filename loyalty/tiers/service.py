@@ -281,7 +281,7 @@ def preview(now: datetime, *, limit: int = 20, starting_after: str | None = None
     if not tiers:
         return moves
     by_id = {t.id: t for t in tiers}
-    listed: list[Decision] = []
+    listed: list[tuple[Decision, str]] = []
     for ids in _member_batches(batch_size):
         rows = {member_id: (tier_id, retained_until) for member_id, tier_id, retained_until in db.session.execute(
             select(MemberTier.member_id, MemberTier.tier_id, MemberTier.retained_until)
@@ -292,12 +292,12 @@ def preview(now: datetime, *, limit: int = 20, starting_after: str | None = None
             if verdict in ("up", "down"):
                 moves[verdict] += 1
                 if decision.member_id > after and len(listed) <= limit:
-                    listed.append(decision)
+                    listed.append((decision, verdict))
     moves["has_more"] = len(listed) > limit
     people = dict(db.session.execute(select(Member.id, Member).where(
-        Member.id.in_([d.member_id for d in listed[:limit]]))).all())
+        Member.id.in_([d.member_id for d, _ in listed[:limit]]))).all())
     moves["data"] = [{"member": people[d.member_id], "from_tier": d.current, "to_tier": d.target,
-                      "direction": "up" if d.target.rank > d.current.rank else "down"} for d in listed[:limit]]
+                      "direction": verdict} for d, verdict in listed[:limit]]
     return moves
 
 
