@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 
 .PHONY: run test lint fuzz migrate seed serve clean chromium bench bench-workers bench-scale bench-ledger bench-worker \
-	bench-reports bench-profile
+	bench-reports bench-profile bench-inactivity
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ bench-scale: $(VENV)/.installed
 bench-worker: $(VENV)/.installed
 	$(BIN)/python -m bench.worker_bench --members $(or $(MEMBERS),100000) --seconds $(or $(SECONDS),30) \
 		--events $(or $(EVENTS),2000)
+
+# Expiry after inactivity on PostgreSQL: MEMBERS=100000 (1,000,000 lots) idle 60 days, rules at 30; SECONDS=120.
+bench-inactivity: $(VENV)/.installed
+	$(BIN)/python -m bench.worker_bench --expiry inactivity --members $(or $(MEMBERS),100000) \
+		--seconds $(or $(SECONDS),120)
 
 # Reports on PostgreSQL: summary (a month, a year) and liability at MEMBERS=1000000 (10 journal rows each).
 bench-reports: $(VENV)/.installed

@@ -1,12 +1,17 @@
 """Worker figures on PostgreSQL: points expired per second on a database of 1,000,000 lots, and outbound
 events delivered per second to a receiver on 127.0.0.1.
 
-    make bench-worker    (or: python -m bench.worker_bench [--members 100000] [--seconds 30] [--events 2000])
+    make bench-worker    (or: python -m bench.worker_bench [--members 100000] [--seconds 30] [--events 2000]
+                                                   [--expiry dated|inactivity])
 
 Seeds `--members` members with 10 lots each (bench.ledger_bench's seed), makes every lot due, runs the
 expire-points job for `--seconds` and reports the rate; then writes `--events` outbox events, registers an
 endpoint on a local receiver that checks every signature, and times dispatch plus delivery. Afterwards
 `ledger verify` must pass. Prints figures; asserts nothing about time.
+
+`--expiry inactivity` (make bench-inactivity) makes the lots due the other way: the rules in force expire
+points after 30 days without activity, and every member's last activity is 60 days ago; the lots carry no
+date. It also times the reminder job's pass over the same members, first, while their points are due soon.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import flask_migrate
@@ -23,8 +29,9 @@ from bench.ledger_bench import scratch_database, seed
 from loyalty import create_app
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.jobs.service import expire_points
+from loyalty.jobs.service import expire_points, remind_expiring
 from loyalty.ledger.verify import verify
+from loyalty.rules import service as rules
 from loyalty.webhooks import delivery, outbound, outbox
 
 
@@ -48,16 +55,50 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def expiry_rate(app, seconds: float) -> tuple[int, float]:
+INACTIVITY = {"earn": {"rates": {"usd": "1"}}, "expiry": {"policy": "inactivity", "days": 30}}
+
+
+def make_members_inactive(idle_days: int) -> None:
+    """The inactivity policy in force, every lot undated, every member last active `idle_days` ago."""
+    publish_rules(INACTIVITY, now() - timedelta(days=365))
+    db.session.execute(text("UPDATE ledger_lots SET expires_at = NULL"))
+    db.session.execute(text("UPDATE ledger_accounts SET last_activity_at = now() - make_interval(days => :days) "
+                            "WHERE kind = 'available'"), {"days": idle_days})
+    db.session.commit()
+
+
+def publish_rules(document: dict, at) -> None:
+    draft = rules.create_draft(document, note="bench", staff_id=None)
+    rules.publish(draft.version, effective_from=at, staff_id=None, now=at)
+    db.session.commit()
+
+
+def reminder_rate(app) -> None:
+    """The reminder job's pass over every member, their points 25 days idle (due in 5 days), one worker."""
     with app.app_context():
-        db.session.execute(text("UPDATE ledger_lots SET expires_at = now() - interval '1 day'"))
+        make_members_inactive(25)
+        db.session.execute(text("ANALYZE ledger_accounts"))
+        db.session.commit()
+        started = time.perf_counter()
+        sent = remind_expiring(now())["reminders"]
+        elapsed = time.perf_counter() - started
+    print(f"remind-expiring (inactivity): {sent} members reminded in {elapsed:.1f} s ({sent / elapsed:.0f}/s)")
+
+
+def expiry_rate(app, seconds: float, policy: str = "dated") -> tuple[int, float]:
+    with app.app_context():
+        if policy == "inactivity":
+            make_members_inactive(60)
+        else:
+            db.session.execute(text("UPDATE ledger_lots SET expires_at = now() - interval '1 day'"))
         db.session.commit()
         # As time passing would have it: the statistics know the lots are due. Straight after rewriting every
         # row they do not, and the planner reads a member's lots through the wrong index.
         db.session.execute(text("ANALYZE ledger_lots"))
+        db.session.execute(text("ANALYZE ledger_accounts"))
         db.session.commit()
         lots = db.session.execute(text("SELECT count(*) FROM ledger_lots WHERE status = 'active'")).scalar()
-        print(f"{lots} active lots, all due to expire")
+        print(f"{lots} active lots, all due to expire ({policy})")
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
         expire_points(now(), batch_size=200, keep_going=lambda: time.perf_counter() < deadline)
@@ -98,17 +139,21 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--expiry", choices=("dated", "inactivity"), default="dated")
     args = parser.parse_args()
 
-    url = scratch_database("loyalty_bench_worker")
+    url = scratch_database(f"loyalty_bench_worker_{args.expiry}")
     app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url, "LOG_LEVEL": "WARNING"})
     with app.app_context():
         flask_migrate.upgrade()
         print(f"seeded {args.members} members, {args.members * 10} lots in {seed(args.members):.1f} s")
-    expired, elapsed = expiry_rate(app, args.seconds)
-    print(f"expire-points: {expired} lots expired in {elapsed:.1f} s ({expired / elapsed:.0f} lots/s, "
-          f"one worker)")
-    delivery_rate(app, args.events, args.members)
+    if args.expiry == "inactivity":
+        reminder_rate(app)
+    expired, elapsed = expiry_rate(app, args.seconds, args.expiry)
+    print(f"expire-points ({args.expiry}): {expired} lots expired in {elapsed:.1f} s ({expired / elapsed:.0f} "
+          f"lots/s, one worker)")
+    if args.expiry == "dated":
+        delivery_rate(app, args.events, args.members)
     with app.app_context():
         breaches = [r.check.name for r in verify(db.session) if not r.ok]
         print(f"ledger verify: breaches {breaches or 'none'}")

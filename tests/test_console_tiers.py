@@ -1,5 +1,6 @@
 """The console's tier pages: the ladder for every staff role, and the forms that add and edit tiers."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -130,7 +131,7 @@ def test_manager_creates_a_tier_and_sees_it_listed(console_client, in_app):
     manager = console_client("manager")
     response = submit(manager, "/console/tiers/new", BASE_FORM)
     assert response.status_code == 303
-    assert response.headers["Location"].endswith("/console/tiers")
+    assert response.headers["Location"].endswith("/console/tiers/moves")
     html = manager.get("/console/tiers").get_data(as_text=True)
     assert "Tier Member added." in html
     assert "<code>member</code>" in html
@@ -164,6 +165,24 @@ def test_the_flash_says_how_many_members_the_next_evaluation_would_move(console_
     submit(manager, "/console/tiers/new", form)
     html = manager.get("/console/tiers").get_data(as_text=True)
     assert "at the next evaluation 1 member would move up and 0 down" in html
+
+
+def test_after_an_edit_the_console_lists_who_would_move_leaving_out_members_inside_their_grace(
+        console_client, ladder, make_member, in_app):
+    leaving, in_grace = make_member(), make_member()
+    with in_app():
+        gold = db.session.scalar(select(Tier).where(Tier.code == "gold"))
+        for member, retained_until in ((leaving, now()), (in_grace, now() + timedelta(days=10))):
+            member_id = db.session.scalar(select(Member.id).where(Member.email == member["email"]))
+            db.session.add(MemberTier(member_id=member_id, tier_id=gold.id, since=now(), retained_until=retained_until))
+        db.session.commit()
+    manager = console_client("manager")
+    response = submit(manager, f"/console/tiers/{ladder['gold']}/edit", {**GOLD_FORM, "threshold": "6000"})
+    assert response.headers["Location"].endswith("/console/tiers/moves")
+    html = manager.get("/console/tiers/moves").get_data(as_text=True)
+    assert "0 members would move up and 1 down." in html
+    assert leaving["email"] in html and in_grace["email"] not in html
+    assert "<td>Gold</td>\n        <td>Member</td>\n        <td>down</td>" in html
 
 
 @pytest.mark.parametrize("role", ["analyst", "support"])

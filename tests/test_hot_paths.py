@@ -68,13 +68,14 @@ def _statements(app, request) -> tuple[int, object]:
     return len(statements), response
 
 
-def test_a_member_summary_sends_seven_statements_whatever_the_history(app, shop, member_with_earns):
+def test_a_member_summary_sends_eight_statements_whatever_the_history(app, shop, member_with_earns):
     short, long = member_with_earns(1), member_with_earns(40)
 
     counts = [_statements(app, lambda m=m: shop.get(f"/v1/members/{m}")) for m in (short, long)]
 
-    # The key, the member, balances, the tier, the next tier, its qualifying points, points expiring soon.
-    assert [(count, response.status_code) for count, response in counts] == [(7, 200), (7, 200)]
+    # The key, the member, balances, the tier, the next tier, its qualifying points, the rules in force (is
+    # expiry by inactivity?), points expiring soon.
+    assert [(count, response.status_code) for count, response in counts] == [(8, 200), (8, 200)]
     assert counts[1][1].get_json()["points"]["available"] == 400
 
 
@@ -93,10 +94,11 @@ def test_a_points_hold_sends_the_same_statements_whatever_the_history(app, shop,
     assert [(count, response.status_code) for count, response in counts] == [(18, 201), (18, 201)]
 
 
-def test_a_capture_sends_fifteen_statements(app, shop, member_with_earns):
+def test_a_capture_sends_sixteen_statements(app, shop, member_with_earns):
     held = _hold(shop, member_with_earns(3)).get_json()
 
     count, response = _statements(app, lambda: shop.post(f"/v1/redemptions/{held['id']}/capture", {}))
 
-    # The redemption with its member, the hold, then again under the member's lock, and the hold's journal entry.
-    assert (count, response.status_code, response.get_json()["member_id"]) == (15, 200, held["member_id"])
+    # The redemption with its member, the hold, then again under the member's lock, and the hold's journal entry;
+    # the member's last activity is written on their available account.
+    assert (count, response.status_code, response.get_json()["member_id"]) == (16, 200, held["member_id"])

@@ -34,7 +34,7 @@ from loyalty.extensions import db
 from loyalty.jobs.models import ExpiryReminder, JobSchedule
 from loyalty.jobs.service import JOBS, JOBS_BY_NAME
 from loyalty.jobs.worker import Worker
-from loyalty.ledger.models import JournalTransaction, Lot
+from loyalty.ledger.models import Account, JournalTransaction, Lot
 from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
@@ -196,6 +196,163 @@ def test_points_expiring_soon_are_announced_once_per_lot(in_app, app):
         reminded = db.session.scalars(select(ExpiryReminder.lot_id).order_by(ExpiryReminder.lot_id)).all()
         assert reminded == [soon.id, last_day.id, next_day.id]
         assert spent.id not in reminded
+
+
+# --- the inactivity policy ------------------------------------------------------------------------------------
+
+IDLE = 30 * DAY
+# Not a round moment: the rules' parse cache is keyed by version id and publication, and SQLite reuses ids.
+SINCE = T0 - 100 * DAY + 17 * MINUTE
+INACTIVITY = {**PROGRAM, "expiry": {"policy": "inactivity", "days": 30}}
+
+
+def last_activity(member_id: int) -> datetime:
+    return db.session.scalar(select(Account.last_activity_at).where(Account.member_id == member_id,
+                                                                    Account.kind == "available"))
+
+
+def enrol_at(clock, at: datetime, **fields) -> int:
+    clock.set(at)
+    return enrol(**fields)
+
+
+def test_under_the_inactivity_policy_every_available_point_expires_days_after_the_last_activity(in_app, stop_clock):
+    clock = stop_clock(SINCE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
+        first = earn(member, 100, at=T0 - 60 * DAY)
+        second = earn(member, 40, at=T0 - IDLE)  # the last activity: the clock starts again here
+        pending = earn(member, 25, at=T0 - IDLE, pending_until=T0 + DAY)
+        assert (first.expires_at, second.expires_at) == (None, None)  # the date is the member's, not the lot's
+        assert run("expire-points", T0 - SECOND) == {"members": 0, "transactions": 0}
+        assert balances(member).available == 140
+
+        assert run("expire-points", T0) == {"members": 1, "transactions": 1}
+        assert balances(member) == Balances(available=0, pending=25, held=0, lifetime_earned=165)
+        for lot in (first, second):
+            db.session.refresh(lot)
+            assert (lot.status, lot.remaining) == ("expired", 0)
+        db.session.refresh(pending)
+        assert pending.status == "pending"  # inside its return window: not available, so not expired yet
+        [expired] = events("points.expired")
+        assert (expired.member_id, expired.data["points"]) == (member, 140)
+        assert "no activity since" in expired.data["description"]
+
+        before = rows()
+        assert run("expire-points", T0 + HOUR) == {"members": 0, "transactions": 0}
+        assert rows() == before
+        assert_ledger_verifies()
+
+
+def test_an_active_member_keeps_their_points_under_the_inactivity_policy(in_app, stop_clock):
+    clock = stop_clock(SINCE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
+        earn(member, 100, at=T0 - 60 * DAY)
+        Ledger(db.session).spend(member, 10, reference="claim", description="Reward", now=T0 - IDLE + SECOND)
+        db.session.commit()
+        assert run("expire-points", T0) == {"members": 0, "transactions": 0}
+        assert balances(member).available == 90
+        assert run("expire-points", T0 + SECOND) == {"members": 1, "transactions": 1}
+        assert balances(member).available == 0
+        assert_ledger_verifies()
+
+
+def _capture(ledger: Ledger, member: int, at: datetime) -> None:
+    ledger.capture(ledger.hold(member, 5, reference="held", expires_at=at + HOUR, now=at, description="Order"), now=at)
+
+
+@pytest.mark.parametrize(("act", "counts"), [
+    pytest.param(lambda ledger, m, at: ledger.earn(m, 5, reference="o", description="Order", now=at), True,
+                 id="an earn"),
+    pytest.param(lambda ledger, m, at: ledger.earn(m, 5, reference="b", description="Review bonus", now=at,
+                                                   kind="bonus"), True, id="a bonus"),
+    pytest.param(_capture, True, id="a captured hold"),
+    pytest.param(lambda ledger, m, at: ledger.spend(m, 5, reference="r", description="Reward", now=at), True,
+                 id="a reward claimed"),
+    pytest.param(lambda ledger, m, at: ledger.hold(m, 5, reference="h", expires_at=at + HOUR, now=at,
+                                                   description="Order"), False, id="a hold not captured"),
+    pytest.param(lambda ledger, m, at: ledger.adjust(m, 5, reason="Goodwill", reference="a", now=at), False,
+                 id="a staff adjustment"),
+    pytest.param(lambda ledger, m, at: ledger.earn(m, 5, reference="bd", description="Birthday bonus", now=at,
+                                                   kind="bonus", activity=False), False, id="a birthday bonus"),
+])
+def test_what_counts_as_activity(in_app, stop_clock, act, counts):
+    clock = stop_clock(SINCE)
+    with in_app():
+        member = enrol_at(clock, SINCE)
+        earn(member, 100, at=T0 - 90 * DAY)
+        act(Ledger(db.session), member, T0)
+        db.session.commit()
+        assert last_activity(member) == (T0 if counts else T0 - 90 * DAY)
+
+
+def test_the_birthday_bonus_is_not_activity(in_app, stop_clock):
+    clock = stop_clock(SINCE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE, birthday=date(1990, T0.month, 1))
+        run("birthday-bonuses", T0)
+        assert balances(member).available == 50
+        assert last_activity(member) == SINCE
+
+
+def test_enrolment_starts_the_inactivity_clock(in_app, stop_clock):
+    clock = stop_clock(T0 - IDLE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, T0 - IDLE)
+        Ledger(db.session).adjust(member, 70, reason="Welcome gift", reference="gift", now=T0 - DAY)
+        db.session.commit()
+        assert run("expire-points", T0) == {"members": 1, "transactions": 1}
+        assert balances(member).available == 0
+
+
+def test_the_inactivity_expiry_runs_a_batch_of_members_at_a_time(in_app, stop_clock):
+    clock = stop_clock(SINCE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        idle = [enrol_at(clock, SINCE) for _ in range(5)]
+        for member in idle:
+            earn(member, 10, at=T0 - 50 * DAY)
+        assert run("expire-points", T0, batch_size=2) == {"members": 5, "transactions": 5}
+        assert [balances(m).available for m in idle] == [0] * 5
+        assert_ledger_verifies()
+
+
+def test_the_summary_shows_when_points_expire_if_the_member_stays_inactive(in_app, stop_clock, app):
+    clock = stop_clock(SINCE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
+        earn(member, 100, at=T0 - 20 * DAY)
+        earn(member, 30, at=T0 - 20 * DAY, expires_at=T0 + DAY)  # dated sooner: shown at its own date
+        clock.set(T0)
+        assert members.summary(db.session.get(Member, member))["expiring"] == [
+            {"points": 30, "expires_at": T0 + DAY}, {"points": 100, "expires_at": T0 + 10 * DAY}]
+
+
+def test_points_expiring_for_inactivity_are_announced_once_per_stretch_of_inactivity(in_app, stop_clock, app):
+    window = timedelta(days=app.config["EXPIRY_REMINDER_DAYS"])
+    clock = stop_clock(SINCE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        member = enrol_at(clock, SINCE)
+        earn(member, 100, at=T0 - IDLE)  # expires at T0 if the member stays inactive
+        assert run("remind-expiring", T0 - window - SECOND) == {"reminders": 0}
+        assert run("remind-expiring", T0 - window) == {"reminders": 1}
+        assert run("remind-expiring", T0 - DAY) == {"reminders": 0}
+        [reminder] = events("points.expiring")
+        assert (reminder.member_id, reminder.data) == (member, {
+            "points": 100, "expires_at": T0.isoformat(), "reason": "inactivity",
+            "last_activity_at": (T0 - IDLE).isoformat()})
+
+        earn(member, 5, at=T0 - DAY)  # active again: a new stretch, a new reminder when it nears its end
+        assert run("remind-expiring", T0 + IDLE - DAY - window - SECOND) == {"reminders": 0}
+        assert run("remind-expiring", T0 + IDLE - DAY - window) == {"reminders": 1}
+        assert events("points.expiring")[-1].data["expires_at"] == (T0 + IDLE - DAY).isoformat()
 
 
 def test_a_redemption_past_its_expiry_is_released(in_app):

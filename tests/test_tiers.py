@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
@@ -180,13 +181,91 @@ def test_the_tier_multiplier_feeds_the_rules_engine(world, in_app):
 
 
 def test_a_higher_threshold_moves_nobody_now_and_says_who_would_move(world, staff_client, app):
+    app.config["TIER_GRACE_DAYS"] = 0  # no grace: the next evaluation moves a member who stops qualifying
     world.earn(1000, T0)
+    silver = db.session.scalar(select(tiers.Tier).where(tiers.Tier.code == "silver"))
+    member = db.session.get(members.Member, world.id)
+    db.session.commit()
+    response = staff_client("manager").patch(f"/v1/admin/tiers/{silver.public_id}", json={"threshold": 2000})
+    app.config.pop("TIER_GRACE_DAYS")
+    assert response.status_code == 200
+    assert response.get_json()["would_move"] == {"up": 0, "down": 1, "has_more": False, "data": [
+        {"member_id": member.public_id, "email": member.email, "from_tier": "silver", "to_tier": "member",
+         "direction": "down"}]}
+    assert world.tier() == "silver"
+
+
+def test_an_edit_does_not_count_a_member_inside_their_grace_as_moving_down(world, staff_client):
+    world.earn(1000, T0)  # silver, kept a window after T0: inside the grace today
     silver = db.session.scalar(select(tiers.Tier).where(tiers.Tier.code == "silver"))
     db.session.commit()
     response = staff_client("manager").patch(f"/v1/admin/tiers/{silver.public_id}", json={"threshold": 2000})
-    assert response.status_code == 200
-    assert response.get_json()["would_move"] == {"up": 0, "down": 1}
-    assert world.tier() == "silver"
+    assert response.get_json()["would_move"] == {"up": 0, "down": 0, "data": [], "has_more": False}
+    assert tiers.evaluate_all(now()) == {
+        "evaluated": 1, "upgraded": 0, "downgraded": 0}
+
+
+def _raise_silver_to(threshold: int) -> None:
+    db.session.scalar(select(tiers.Tier).where(tiers.Tier.code == "silver")).threshold = threshold
+    db.session.flush()
+
+
+def test_the_preview_waits_for_the_grace_as_the_evaluation_does(world, grace):
+    world.earn(1000, T0)  # silver, kept until day 30
+    _raise_silver_to(2000)
+    assert tiers.preview(T0 + 29 * DAY) == {"up": 0, "down": 0, "data": [], "has_more": False}
+    assert world.evaluate(T0 + 29 * DAY)["downgraded"] == 0
+    preview = tiers.preview(T0 + 30 * DAY)
+    assert (preview["up"], preview["down"]) == (0, 1)
+    assert [(m["from_tier"].code, m["to_tier"].code) for m in preview["data"]] == [("silver", "member")]
+    assert world.evaluate(T0 + 30 * DAY)["downgraded"] == 1
+
+
+def test_the_preview_counts_exactly_what_the_evaluation_then_does_and_writes_nothing(world, grace):
+    at = T0 + 40 * DAY
+    ids = {}
+    for name, points, earned_at in [("up", 1200, T0), ("grace", 1000, at - 5 * DAY), ("down", 1000, T0),
+                                    ("stays", 6000, T0), ("base", 10, T0)]:
+        member = members.enrol(members.NewMember(email=unique_email()), source="test")
+        world.ledger.earn(member.id, points, reference=f"p:{member.id}", description="Order", now=earned_at)
+        if name != "up":  # the others were upgraded when they earned; "up" is upgraded by the evaluation
+            tiers.upgrade_if_qualified(member, earned_at)
+        ids[member.id] = name
+    _raise_silver_to(1100)  # "grace" and "down" no longer qualify; "grace" is still inside its grace
+    db.session.commit()
+    rows_before = db.session.execute(select(MemberTier.member_id, MemberTier.tier_id,
+                                            MemberTier.retained_until).order_by(MemberTier.member_id)).all()
+    preview = tiers.preview(at)
+    assert db.session.execute(select(MemberTier.member_id, MemberTier.tier_id,
+                                     MemberTier.retained_until).order_by(MemberTier.member_id)).all() == rows_before
+    assert sorted(ids[m["member"].id] for m in preview["data"]) == ["down", "up"]
+    counts = tiers.evaluate([*ids, world.id], at)
+    assert (preview["up"], preview["down"]) == (counts["upgraded"], counts["downgraded"]) == (1, 1)
+    moved = db.session.scalars(select(TierChange.member_id).where(TierChange.at == at)).all()
+    assert sorted(moved) == sorted(m["member"].id for m in preview["data"])
+
+
+def test_the_members_who_would_move_come_a_page_at_a_time(world, staff_client):
+    movers = []
+    for _ in range(3):
+        member = members.enrol(members.NewMember(email=unique_email()), source="test")
+        world.ledger.earn(member.id, 1500, reference=f"m:{member.id}", description="Order", now=T0)
+        movers.append(member.public_id)  # not upgraded yet: the evaluation would move them up
+    db.session.commit()
+    manager = staff_client("manager")
+    first = manager.get("/v1/admin/tiers/moves?limit=2").get_json()
+    assert (first["up"], first["down"], first["has_more"]) == (3, 0, True)
+    assert [m["member_id"] for m in first["data"]] == movers[:2]
+    assert {(m["from_tier"], m["to_tier"], m["direction"]) for m in first["data"]} == {("member", "silver", "up")}
+    second = manager.get(f"/v1/admin/tiers/moves?limit=2&starting_after={movers[1]}").get_json()
+    assert ([m["member_id"] for m in second["data"]], second["has_more"]) == (movers[2:], False)
+    assert second["up"] == 3
+
+
+def test_an_unknown_cursor_is_refused(staff_client):
+    response = staff_client("manager").get("/v1/admin/tiers/moves?starting_after=mem_nobody")
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"] == {"starting_after": ["No such id in this list."]}
 
 
 def test_the_evaluation_job_runs_every_member_in_batches(world, runner, app):
@@ -224,7 +303,7 @@ def test_a_tier_is_created_with_its_benefits(staff_client):
     assert body["id"].startswith("tier_")
     assert body["benefits"] == {"earn_multiplier": "1.5", "discount_percent": 10, "early_access_hours": 48,
                                 "perks": "Free returns"}
-    assert body["would_move"] == {"up": 0, "down": 0}
+    assert body["would_move"] == {"up": 0, "down": 0, "data": [], "has_more": False}
     assert [t["code"] for t in manager.get("/v1/admin/tiers").get_json()["data"]] == ["base", "gold"]
 
 

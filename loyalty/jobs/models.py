@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalty.clock import now
@@ -13,13 +13,16 @@ from loyalty.extensions import db
 
 
 class ExpiryReminder(db.Model):
-    """A `points.expiring` event was emitted for this lot: unique, so each lot is announced once."""
+    """A `points.expiring` event was emitted for this lot (a dated expiry), or for this member's stretch of
+    inactivity that began at `activity_at` (the inactivity policy): unique, so each is announced once."""
 
     __tablename__ = "expiry_reminders"
+    __table_args__ = (UniqueConstraint("member_id", "activity_at", name="uq_expiry_reminders_member_id_activity_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    lot_id: Mapped[int] = mapped_column(ForeignKey("ledger_lots.id"), unique=True)
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_lots.id"), unique=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 

@@ -21,7 +21,7 @@ from loyalty.batches import KeepGoing, always
 from loyalty.checkout import service as checkout
 from loyalty.extensions import db
 from loyalty.jobs.models import ExpiryReminder
-from loyalty.ledger.models import Lot
+from loyalty.ledger.models import Account, Lot
 from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
 from loyalty.rules import service as rules
@@ -55,13 +55,43 @@ def activate_pending(now: datetime, *, batch_size: int = 1000, keep_going: KeepG
 
 
 def expire_points(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
-    """Points past their expiry go to the program's expired account."""
-    return _settle_members(select(Lot.member_id).where(Lot.status == "active", Lot.expires_at <= now)
-                           .order_by(Lot.expires_at, Lot.id), now, batch_size, keep_going)
+    """Points past their expiry go to the program's expired account; under the inactivity policy, so do all
+    the available points of members inactive for its days."""
+    counts = _settle_members(select(Lot.member_id).where(Lot.status == "active", Lot.expires_at <= now)
+                             .order_by(Lot.expires_at, Lot.id), now, batch_size, keep_going)
+    days = rules.inactivity_days(now)
+    if days is not None:
+        inactive = _expire_inactive(now - timedelta(days=days), now, batch_size, keep_going)
+        counts = {name: counts[name] + inactive[name] for name in counts}
+    return counts
+
+
+def _expire_inactive(idle_since: datetime, now: datetime, batch_size: int, keep_going: KeepGoing) -> dict[str, int]:
+    """A batch of members at a time, each member's points in one ledger transaction. Expired members have
+    nothing available left, so they leave the index: each batch reads only its own rows."""
+    # Read from the partial index on last activity, which holds only members with available points.
+    idle = (select(Account.member_id)
+            .where(Account.kind == "available", Account.balance > 0, Account.last_activity_at <= idle_since)
+            .order_by(Account.last_activity_at, Account.member_id).limit(batch_size))
+    ledger = Ledger(db.session)
+    members = transactions = 0
+    while keep_going():
+        ids = list(db.session.scalars(idle))
+        if not ids:
+            break
+        moved = sum(ledger.expire_inactive(member_id, idle_since=idle_since, now=now) is not None
+                    for member_id in ids)
+        db.session.commit()
+        members, transactions = members + len(ids), transactions + moved
+        if not moved:  # all of them were active meanwhile: never spin on the same rows
+            break
+    return {"members": members, "transactions": transactions}
 
 
 def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
-    """`points.expiring` for each lot that expires within EXPIRY_REMINDER_DAYS, once per lot."""
+    """`points.expiring` for each lot that expires within EXPIRY_REMINDER_DAYS, once per lot; under the
+    inactivity policy, for each member whose points would expire within them if they stay inactive, once
+    per stretch of inactivity."""
     until = now + timedelta(days=current_app.config["EXPIRY_REMINDER_DAYS"])
     sent = 0
     reminded = select(ExpiryReminder.id).where(ExpiryReminder.lot_id == Lot.id).exists()
@@ -77,7 +107,34 @@ def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
                                             "expires_at": lot.expires_at.isoformat()}, member_id=lot.member_id)
         db.session.commit()
         sent += len(lots)
+    days = rules.inactivity_days(now)
+    if days is not None:
+        sent += _remind_inactive(timedelta(days=days), now, until, batch_size, keep_going)
     return {"reminders": sent}
+
+
+def _remind_inactive(idle: timedelta, now: datetime, until: datetime, batch_size: int, keep_going: KeepGoing) -> int:
+    """One `points.expiring` per member whose points expire by `until` unless they are active again, and once
+    per stretch of inactivity (the reminder's key is the activity it began at)."""
+    reminded = select(ExpiryReminder.id).where(ExpiryReminder.member_id == Account.member_id,
+                                               ExpiryReminder.activity_at == Account.last_activity_at).exists()
+    sent = 0
+    while keep_going():
+        due = db.session.execute(
+            select(Account.member_id, Account.last_activity_at, Account.balance)
+            .where(Account.kind == "available", Account.balance > 0, Account.last_activity_at > now - idle,
+                   Account.last_activity_at <= until - idle, ~reminded)
+            .order_by(Account.last_activity_at, Account.member_id).limit(batch_size)).all()
+        if not due:
+            break
+        for member_id, last_activity_at, points in due:
+            db.session.add(ExpiryReminder(member_id=member_id, activity_at=last_activity_at, sent_at=now))
+            outbox.emit("points.expiring", {"points": points, "expires_at": (last_activity_at + idle).isoformat(),
+                                            "reason": "inactivity", "last_activity_at": last_activity_at.isoformat()},
+                        member_id=member_id)
+        db.session.commit()
+        sent += len(due)
+    return sent
 
 
 def birthday_bonuses(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:

@@ -33,6 +33,9 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+_AVAILABLE_POINTS = "kind = 'available' AND balance > 0"
+
+
 class Account(Base):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
@@ -45,12 +48,20 @@ class Account(Base):
         # The liability report sums balances by kind and counts members holding points from this index
         # alone (an index-only scan), never from the table or the journal.
         Index("ix_ledger_accounts_kind_balance_member_id", "kind", "balance", "member_id"),
+        # The inactivity expiry reads the members holding points, longest idle first, from this index alone:
+        # members with nothing available are not in it, however long they have been idle.
+        Index("ix_ledger_accounts_last_activity_at", "last_activity_at", "member_id",
+              postgresql_where=text(_AVAILABLE_POINTS), sqlite_where=text(_AVAILABLE_POINTS)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     kind: Mapped[str] = mapped_column(String(16))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    # On the member's `available` account only (None on the others): their last activity, an earn or a
+    # redemption (see `Ledger`), or their enrolment. Under the inactivity policy, points expire a number of
+    # days after it.
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class JournalTransaction(Base):

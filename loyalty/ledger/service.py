@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, bindparam, cast, column, func, insert, literal, or_, select, table
@@ -153,9 +153,11 @@ class Ledger:
 
     # --- accounts, locking and idempotency -----------------------------------------------------
 
-    def open_accounts(self, member_id: int) -> None:
-        """Give a new member their accounts; called once, when the member is enrolled."""
-        self.session.add_all(Account(member_id=member_id, kind=kind, balance=0) for kind in ACCOUNT_KINDS)
+    def open_accounts(self, member_id: int, now: datetime) -> None:
+        """Give a new member their accounts; called once, when the member is enrolled (their first activity)."""
+        self.session.add_all(Account(member_id=member_id, kind=kind, balance=0,
+                                     last_activity_at=now if kind == "available" else None)
+                             for kind in ACCOUNT_KINDS)
         self.session.flush()
 
     def _lock(self, member_id: int) -> tuple[dict[str, Account], str]:
@@ -201,11 +203,26 @@ class Ledger:
         return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
                         -rows.get("issued", 0) - rows.get("shortfall", 0))
 
-    def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5) -> list[Expiring]:
-        """Available points that expire before `until`, soonest first, grouped by moment."""
-        rows = self.session.execute(_EXPIRING, {"member_id": member_id, "now": now, "until": until,
+    def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5,
+                 inactive_days: int | None = None) -> list[Expiring]:
+        """Available points that expire before `until`, soonest first, grouped by moment. Under the inactivity
+        policy (`inactive_days`), every point not dated to expire sooner expires that many days after the
+        member's last activity, if they stay inactive."""
+        deadline = None
+        if inactive_days is not None:
+            last, available = self.session.execute(select(Account.last_activity_at, Account.balance).where(
+                Account.member_id == member_id, Account.kind == "available")).one()
+            deadline = max(last + timedelta(days=inactive_days), now) if available and last else None
+        dated_until = deadline if deadline is not None and deadline <= until else until
+        rows = self.session.execute(_EXPIRING, {"member_id": member_id, "now": now, "until": dated_until,
                                                 "limit": limit}).all()
-        return [Expiring(int(points), expires_at) for expires_at, points in rows]
+        found = [Expiring(int(points), expires_at) for expires_at, points in rows if expires_at != deadline]
+        if deadline is not None and deadline <= until:
+            dated_sooner = self.session.scalar(select(func.coalesce(func.sum(Lot.remaining), 0)).where(
+                Lot.member_id == member_id, Lot.status == "active", Lot.expires_at < deadline))
+            if available - dated_sooner > 0:
+                found.append(Expiring(int(available - dated_sooner), deadline))
+        return found[:limit]
 
     def get_transaction(self, public_id: str) -> JournalTransaction:
         txn = self.session.scalar(select(JournalTransaction).where(JournalTransaction.public_id == public_id))
@@ -271,8 +288,8 @@ class Ledger:
             done.append(self._expire(member_id, accounts, expiring, now))
         return done
 
-    def _expire(self, member_id: int, accounts: dict[str, Account], lots: list[Lot], now: datetime
-                ) -> JournalTransaction:
+    def _expire(self, member_id: int, accounts: dict[str, Account], lots: list[Lot], now: datetime,
+                why: str = "") -> JournalTransaction:
         """All of a member's due lots in one transaction: one journal row, whatever the number of lots (the
         worker expires a million lots member by member). A lot expires once: its status says so, and its
         id is the reference of the first lot's expiry."""
@@ -287,7 +304,31 @@ class Ledger:
             member_id, "expire", reference=f"expire:{lots[0].public_id}",
             request_hash=fingerprint("expire", [lot.public_id for lot in lots]),
             related_id=lots[0].transaction_id if len(lots) == 1 else None,
-            description=f"{points} points expired (earned {earned})")
+            description=f"{points} points expired{why} (earned {earned})")
+
+    def expire_inactive(self, member_id: int, *, idle_since: datetime, now: datetime) -> JournalTransaction | None:
+        """Expire every available point of a member whose last activity was at or before `idle_since` (the
+        inactivity policy), in one transaction. A member active since (checked under the lock) keeps theirs:
+        None. Pending and held points are left alone: they expire, if still idle, once available again."""
+        accounts, _ = self._lock(member_id)
+        last = accounts["available"].last_activity_at
+        if last is None or last > idle_since:
+            return None
+        # One query loads the lots for both steps, as for a spend.
+        lots = self._lots(member_id, or_(Lot.status == "active", and_(Lot.status == "pending",
+                                                                       Lot.activates_at <= now)))
+        self._settle(member_id, accounts, now, lots)
+        live = [lot for lot in lots if lot.status == "active" and lot.remaining > 0]
+        if not live:
+            return None
+        return self._expire(member_id, accounts, live, now, why=f" after no activity since {last:%Y-%m-%d}")
+
+    @staticmethod
+    def _active(accounts: dict[str, Account], now: datetime) -> None:
+        """Record the member's activity: an earn (but a birthday bonus), a captured hold, a reward claimed."""
+        available = accounts["available"]
+        if available.last_activity_at is None or available.last_activity_at < now:
+            available.last_activity_at = now
 
     def forfeit(self, member_id: int, *, now: datetime, reference: str) -> JournalTransaction | None:
         """Take away every point the member still has coming, available and pending (an erased account), posted
@@ -373,8 +414,9 @@ class Ledger:
     def earn(self, member_id: int, points: int, *, reference: str, description: str, now: datetime,
              pending_until: datetime | None = None, expires_at: datetime | None = None,
              kind: str = "earn", order_id: str | None = None,
-             rule_version: int | None = None) -> JournalTransaction:
-        """Issue points: into pending until `pending_until` (the return window), else available."""
+             rule_version: int | None = None, activity: bool = True) -> JournalTransaction:
+        """Issue points: into pending until `pending_until` (the return window), else available. It is the
+        member's activity unless `activity` is False (a bonus they did nothing for: their birthday)."""
         _positive(points)
         if kind not in EARN_KINDS:
             raise ValueError(f"earn kind must be one of {EARN_KINDS}")
@@ -387,6 +429,8 @@ class Ledger:
         pending = pending_until is not None and pending_until > now
         movement = _Movement(self, accounts, now)
         movement.move("issued", "pending" if pending else "available", points)
+        if activity:
+            self._active(accounts, now)
         txn = movement.write(member_id, kind, reference=reference, request_hash=request_hash,
                              description=description, order_id=order_id, rule_version=rule_version)
         self._add_lot(txn, points, expires_at, now, activates_at=pending_until if pending else None)
@@ -436,6 +480,7 @@ class Ledger:
         hold_txn = self.session.get(JournalTransaction, hold.hold_transaction_id)
         movement = _Movement(self, accounts, now)
         movement.move("held", "redeemed", hold.amount)
+        self._active(accounts, now)
         txn = movement.write(hold.member_id, "redeem", reference=f"capture:{hold.public_id}",
                              request_hash=fingerprint("capture", hold.public_id), related_id=hold_txn.id,
                              order_id=hold_txn.order_id,
@@ -476,6 +521,7 @@ class Ledger:
             return txn
         self._refuse_unless_active(status)
         movement = self._take_available(member_id, accounts, points, "redeemed", now)
+        self._active(accounts, now)
         return movement.write(member_id, kind, reference=reference, request_hash=request_hash,
                               description=description)
 

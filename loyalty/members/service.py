@@ -88,7 +88,7 @@ def enrol(new: NewMember, *, source: str) -> Member:
         except IntegrityError:
             _raise_if_taken(new)
             continue  # only the random referral code collided: draw another
-        Ledger(db.session).open_accounts(member.id)
+        Ledger(db.session).open_accounts(member.id, now())
         outbox.emit("member.created", {"source": source, "referred": referrer is not None}, member_id=member.id)
         rules.award_event(member, "signup", now=now(), reference=f"signup:{member.public_id}")
         if new.marketing_consent is not None:
@@ -299,8 +299,8 @@ def summary(member: Member) -> dict[str, Any]:
         **tiers.summary(member, moment),
         "points": {"available": balances.available, "pending": balances.pending, "held": balances.held,
                    "lifetime_earned": balances.lifetime_earned},
-        "expiring": [{"points": e.points, "expires_at": e.expires_at}
-                     for e in ledger.expiring(member.id, moment, soon)],
+        "expiring": [{"points": e.points, "expires_at": e.expires_at} for e in ledger.expiring(
+            member.id, moment, soon, inactive_days=rules.inactivity_days(moment))],
         "referral_code": member.referral_code,
         "external_id": member.external_id,
         "birthday": member.birthday,

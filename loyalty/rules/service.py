@@ -119,6 +119,13 @@ def in_force(at: datetime) -> RuleVersion | None:
     return db.session.scalar(_IN_FORCE, {"at": at})
 
 
+def inactivity_days(at: datetime) -> int | None:
+    """The days without activity after which points expire, when the rules in force say so."""
+    version = in_force(at)
+    expiry = parsed(version)["expiry"] if version is not None else None
+    return expiry["days"] if expiry and expiry["policy"] == "inactivity" else None
+
+
 def parsed(version: RuleVersion) -> dict[str, Any]:
     if version.status != "published":
         return validate_document(version.document)
@@ -175,14 +182,15 @@ def record_awards(member_id: int, txn: JournalTransaction, result: engine.EarnRe
 
 
 def earn(member: Member, result: engine.EarnResult, *, kind: str, reference: str, description: str,
-         now: datetime, version: RuleVersion | None, order_id: str | None = None) -> JournalTransaction | None:
+         now: datetime, version: RuleVersion | None, order_id: str | None = None,
+         activity: bool = True) -> JournalTransaction | None:
     """Move what the engine decided through the ledger and record why. Nothing to move: None."""
     if result.points <= 0:
         return None
     txn = Ledger(db.session).earn(
         member.id, result.points, reference=reference, description=description, now=now, kind=kind,
         pending_until=result.pending_until, expires_at=result.expires_at, order_id=order_id,
-        rule_version=version.version if version else None)
+        rule_version=version.version if version else None, activity=activity)
     if not db.session.scalar(select(RuleAward.id).where(RuleAward.transaction_id == txn.id).limit(1)):
         record_awards(member.id, txn, result)
     return txn
@@ -207,8 +215,9 @@ def award_event(member: Member, event: str, *, now: datetime, reference: str, or
     result = engine.evaluate_event(event, member_context(member, now), document, now)
     if paid_at is not None and result.points:
         result = replace(result, pending_until=engine.pending_until(paid_at, document))
+    # A birthday bonus comes whatever the member does, so it does not count as their activity.
     txn = earn(member, result, kind="bonus", reference=reference, now=now, version=version, order_id=order_id,
-               description=_event_description(event, result))
+               description=_event_description(event, result), activity=event != "birthday")
     if txn is not None:
         tiers.upgrade_if_qualified(member, now)
     return result, txn

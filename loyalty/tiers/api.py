@@ -5,8 +5,9 @@ from __future__ import annotations
 from loyalty.auth.access import require
 from loyalty.clock import now
 from loyalty.extensions import Blueprint
+from loyalty.schemas import ListArgsSchema
 from loyalty.tiers import service
-from loyalty.tiers.schemas import TierInputSchema, TierPageSchema, TierPatchSchema, TierSchema
+from loyalty.tiers.schemas import MovesSchema, TierInputSchema, TierPageSchema, TierPatchSchema, TierSchema
 from loyalty.writes import write
 
 blp = Blueprint("tiers", __name__, url_prefix="/v1/admin/tiers", description="Tiers")
@@ -19,7 +20,7 @@ def _flatten(payload: dict) -> dict:
 
 
 def _with_moves(tier):
-    tier.would_move = service.preview(service.all_tiers(), now())
+    tier.would_move = service.preview(now())
     return tier
 
 
@@ -29,6 +30,16 @@ def _with_moves(tier):
 def list_tiers():
     """Every tier, lowest rank first."""
     return {"data": service.all_tiers(), "has_more": False}
+
+
+@blp.get("/moves")
+@require(scope="admin", roles=MANAGERS)
+@blp.arguments(ListArgsSchema, location="query")
+@blp.response(200, MovesSchema)
+def would_move(args: dict):
+    """What the next evaluation would do now, decided as the evaluation decides (grace included): how many
+    members it would move up and down, and who, a page at a time in member order. Nothing moves."""
+    return service.preview(now(), limit=args["limit"], starting_after=args.get("starting_after"))
 
 
 @blp.post("")

@@ -42,9 +42,19 @@ class BenefitsOutSchema(Schema):
     perks = fields.String(allow_none=True)
 
 
+class MoveSchema(Schema):
+    member_id = fields.Function(lambda move: move["member"].public_id)
+    email = fields.Function(lambda move: move["member"].email)
+    from_tier = fields.Function(lambda move: move["from_tier"].code)
+    to_tier = fields.Function(lambda move: move["to_tier"].code)
+    direction = fields.String(metadata={"description": "up or down"})
+
+
 class MovesSchema(Schema):
-    up = fields.Integer()
-    down = fields.Integer()
+    up = fields.Integer(metadata={"description": "Members the next evaluation would move up."})
+    down = fields.Integer(metadata={"description": "Members it would move down: their grace has passed."})
+    data = fields.List(fields.Nested(MoveSchema), metadata={"description": "Those members, one page."})
+    has_more = fields.Boolean()
 
 
 class TierSchema(Schema):
@@ -58,7 +68,9 @@ class TierSchema(Schema):
     window_days = fields.Integer()
     benefits = fields.Method("_benefits")
     would_move = fields.Nested(MovesSchema, metadata={
-        "description": "After a create or an edit: members the next evaluation would move. Nobody moves now."})
+        "description": "After a create or an edit: what the next evaluation would do, grace included, and the "
+                       "first page of the members it would move (the rest: GET /v1/admin/tiers/moves). "
+                       "Nobody moves now."})
 
     def _benefits(self, tier) -> dict:
         return BenefitsOutSchema().dump(tier)

@@ -9,7 +9,7 @@ Adds and flushes; never commits (but for the job, which commits per batch).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -229,6 +229,17 @@ def revert_if_unqualified(member_id: int, *, since: datetime, now: datetime) -> 
     return decision
 
 
+def outcome(decision: Decision, retained_until: datetime | None, now: datetime) -> str:
+    """What the evaluation does with a member: "up"; "down" once their tier's grace has passed; "kept" when
+    they requalify (the grace is extended); "grace" when they no longer qualify but are inside the grace.
+    The evaluation acts on it and the preview counts it, so the preview says exactly what will happen."""
+    if decision.target.rank > decision.current.rank:
+        return "up"
+    if decision.target.rank == decision.current.rank:
+        return "kept"
+    return "down" if retained_until is None or now >= retained_until else "grace"
+
+
 def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) -> dict[str, int]:
     """Evaluate members: upgrade who qualifies higher; downgrade who no longer qualifies once their
     tier's grace has passed; keep (and extend the grace of) who requalifies. Rows another worker holds
@@ -242,15 +253,16 @@ def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) 
     for decision in decide(list(rows), tiers, {m: by_id[r.tier_id] for m, r in rows.items()}, now):
         row = rows[decision.member_id]
         counts["evaluated"] += 1
-        if decision.target.rank > decision.current.rank:
+        verdict = outcome(decision, row.retained_until, now)
+        if verdict == "up":
             _move(row, decision, now=now, reason="Upgraded at evaluation")
             counts["upgraded"] += 1
-        elif decision.target.rank == decision.current.rank:
+        elif verdict == "kept":
             kept_until = now + _grace(decision.current)
             # Extended a day at a time at most, so a daily run rewrites each row once a day, not more.
             if row.retained_until is None or kept_until - row.retained_until >= timedelta(days=1):
                 row.retained_until = kept_until
-        elif row.retained_until is None or now >= row.retained_until:
+        elif verdict == "down":
             _move(row, decision, now=now, reason="Downgraded after the grace period")
             counts["downgraded"] += 1
     db.session.flush()
@@ -260,32 +272,57 @@ def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) 
 def evaluate_all(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
     """The job: every member, in batches by id, each batch its own transaction."""
     totals: dict[str, int] = defaultdict(int)
-    last_id = 0
-    while keep_going():
-        ids = list(db.session.scalars(select(Member.id).where(Member.id > last_id, Member.status != "erased")
-                                      .order_by(Member.id).limit(batch_size)))
-        if not ids:
+    for ids in _member_batches(batch_size):
+        if not keep_going():
             break
         for name, count in evaluate(ids, now).items():
             totals[name] += count
         db.session.commit()
-        last_id = ids[-1]
     return dict(totals)
 
 
-def preview(tiers: list[Tier], now: datetime, *, batch_size: int = 1000) -> dict[str, int]:
-    """How many members the next evaluation would move up or down under `tiers` (grace ignored)."""
-    rows = dict(db.session.execute(select(MemberTier.member_id, MemberTier.tier_id)).all())
-    by_id = {t.id: t for t in tiers}
-    moves = {"up": 0, "down": 0}
-    last_id = 0
-    while ids := list(db.session.scalars(select(Member.id).where(Member.id > last_id, Member.status != "erased")
+def _member_batches(batch_size: int) -> Iterator[list[int]]:
+    """The ids of the members the evaluation job evaluates, in batches, in id order."""
+    after = 0
+    while ids := list(db.session.scalars(select(Member.id).where(Member.id > after, Member.status != "erased")
                                          .order_by(Member.id).limit(batch_size))):
-        current = {m: by_id.get(rows.get(m), tiers[0]) for m in ids}
+        yield ids
+        after = ids[-1]
+
+
+def preview(now: datetime, *, limit: int = 20, starting_after: str | None = None,
+            batch_size: int = 1000) -> dict[str, Any]:
+    """What the next evaluation would do under the tiers as they stand (saved or not yet committed), decided
+    by `outcome` as the evaluation decides it, grace included; nothing is written. Counts every member
+    moving up and down, and lists those who would move (`limit` of them after the member `starting_after`),
+    in member order."""
+    after = 0
+    if starting_after is not None:
+        after = db.session.scalar(select(Member.id).where(Member.public_id == starting_after))
+        if after is None:
+            raise ValidationProblem(errors={"starting_after": ["No such id in this list."]})
+    tiers = all_tiers()
+    moves: dict[str, Any] = {"up": 0, "down": 0, "data": [], "has_more": False}
+    if not tiers:
+        return moves
+    by_id = {t.id: t for t in tiers}
+    listed: list[tuple[Decision, str]] = []
+    for ids in _member_batches(batch_size):
+        rows = {member_id: (tier_id, retained_until) for member_id, tier_id, retained_until in db.session.execute(
+            select(MemberTier.member_id, MemberTier.tier_id, MemberTier.retained_until)
+            .where(MemberTier.member_id.in_(ids)))}
+        current = {m: by_id[rows[m][0]] if m in rows else tiers[0] for m in ids}
         for decision in decide(ids, tiers, current, now):
-            if decision.target.rank != decision.current.rank:
-                moves["up" if decision.target.rank > decision.current.rank else "down"] += 1
-        last_id = ids[-1]
+            verdict = outcome(decision, rows.get(decision.member_id, (None, None))[1], now)
+            if verdict in ("up", "down"):
+                moves[verdict] += 1
+                if decision.member_id > after and len(listed) <= limit:
+                    listed.append((decision, verdict))
+    moves["has_more"] = len(listed) > limit
+    people = dict(db.session.execute(select(Member.id, Member).where(
+        Member.id.in_([d.member_id for d, _ in listed[:limit]]))).all())
+    moves["data"] = [{"member": people[d.member_id], "from_tier": d.current, "to_tier": d.target,
+                      "direction": verdict} for d, verdict in listed[:limit]]
     return moves
 
 

@@ -1,7 +1,8 @@
 """Tiers: the ladder with its benefits, and the forms that add and edit a tier.
 
 The forms load through the API's own tier fields, so the console validates exactly as the API does;
-members move only at the next evaluation, and the flash says how many would.
+members move only at the next evaluation. After a save the console shows what that evaluation would do
+(grace included) and who would move, a page at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from flask import render_template, request
 from loyalty.clock import now
 from loyalty.console.access import PROGRAM_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
-from loyalty.console.forms import attempt, form_data
+from loyalty.console.forms import attempt, form_data, page_args
 from loyalty.console.views import done, render_form
 from loyalty.errors import Problem
 from loyalty.schemas import StrictSchema
@@ -46,7 +47,7 @@ def _values_of(tier: Tier) -> dict[str, Any]:
 
 
 def _saved_message(tier: Tier, verb: str) -> str:
-    moves = service.preview(service.all_tiers(), now())
+    moves = service.preview(now(), limit=0)
     return (f"Tier {tier.name} {verb}. Nobody moves now: at the next evaluation {moves['up']} "
             f"member{'s' if moves['up'] != 1 else ''} would move up and {moves['down']} down.")
 
@@ -71,7 +72,14 @@ def tiers_new():
     message, problem = attempt(lambda: _saved_message(service.create_tier(_submitted_tier()), "added"))
     if problem:
         return _tier_form(request.form, first=first, problem=problem)
-    return done(message, "console.tiers")
+    return done(message, "console.tiers_moves")
+
+
+@console.get("/tiers/moves", endpoint="tiers_moves")
+@staff_page(READERS)
+def tiers_moves():
+    return render_template("console/tiers/moves.html", title="Who the next evaluation would move",
+                           page=service.preview(now(), **page_args()))
 
 
 @console.route("/tiers/<string:tier_id>/edit", methods=["GET", "POST"], endpoint="tiers_edit")
@@ -83,7 +91,7 @@ def tiers_edit(tier_id: str):
     message, problem = attempt(lambda: _saved_message(service.update_tier(tier, _submitted_tier()), "saved"))
     if problem:
         return _tier_form(request.form, tier=service.get_tier(tier_id), problem=problem)
-    return done(message, "console.tiers")
+    return done(message, "console.tiers_moves")
 
 
 def _tier_form(values: Any, *, tier: Tier | None = None, first: bool = False, problem: Problem | None = None):
