@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -180,6 +180,17 @@ def uses(offer: Offer, member: Member | None, now: datetime) -> tuple[int, int]:
     return total, mine
 
 
+def _limited(offer: Offer) -> bool:
+    """Whether the offer limits its uses in total or per member (what `uses` is counted for)."""
+    return offer.usage_limit_total is not None or offer.usage_limit_per_member is not None
+
+
+def code_limit(entry: OfferCode, offer: Offer) -> int | None:
+    """How many orders the code may pay for by itself: the offer's `uses_per_code` for a unique code; a public
+    code has no limit of its own (the offer's limits still apply)."""
+    return offer.uses_per_code if entry.kind == "unique" else None
+
+
 def validate(code: str, member: Member | None, cart: engine.Cart, now: datetime) -> engine.Validation:
     """Whether `code` applies to `cart` for `member` now, the discount line by line, or the exact reason."""
     return check(code, member, cart, now)[0]
@@ -197,13 +208,22 @@ def _check_entry(entry: OfferCode | None, member: Member | None, cart: engine.Ca
         return engine.validate(engine.Offer(kind="percent_off", percent=1), engine.CodeState(exists=False), cart,
                                engine.Shopper(member.id if member else None), now), None
     offer = db.session.get(Offer, entry.offer_id)
-    total, mine = uses(offer, member, now)
+    total, mine = uses(offer, member, now) if _limited(offer) else (0, 0)
     tier = tiers.current_tier(member)[0] if member else None
     state = engine.CodeState(
         exists=True, active=entry.active and offer.active, assigned_member_id=entry.member_id,
-        expires_at=entry.expires_at, uses_total=total, uses_by_member=mine)
+        expires_at=entry.expires_at, uses_total=total, uses_by_member=mine,
+        uses_of_code=_uses_of_code(entry, now), uses_per_code=code_limit(entry, offer))
     return engine.validate(engine_offer(offer), state, cart,
                            engine.Shopper(member.id if member else None, tier.code if tier else None), now), offer
+
+
+def _uses_of_code(entry: OfferCode, now: datetime) -> int:
+    """A unique code's uses that count at `now` (a public code's are the offer's)."""
+    if entry.kind != "unique":
+        return 0
+    return db.session.scalar(select(func.count()).select_from(CouponUse)
+                             .where(CouponUse.code_id == entry.id, _counting_uses(now)))
 
 
 # --- reserving and consuming a use (for checkout) ------------------------------------------------------
@@ -212,17 +232,25 @@ class CouponProblem(ValidationProblem):
     """A code that does not apply, answered 422 with the engine's exact code."""
 
 
+class CodeUsedUp(CouponProblem):
+    """A unique code has no use left for a use that was released and is wanted back."""
+
+    code = engine.USAGE_LIMIT_REACHED
+
+
 def _lock_offer(offer_id: int) -> Offer:
     query = select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True)
     return db.session.scalar(for_update(query, db.session))
 
 
 def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: str, expires_at: datetime,
-            now: datetime) -> tuple[CouponUse, engine.Validation]:
-    """Hold one use of a code for a checkout. The offer row is locked while uses are counted, so the
-    last use goes to exactly one of two racing checkouts."""
+            now: datetime, order_id: str | None = None) -> tuple[CouponUse, engine.Validation]:
+    """Hold one use of a code for a checkout. A unique code's use is taken by a guarded update of its own
+    counter, so its last use goes to exactly one of any number of racing checkouts; an offer limited in total
+    or per member is locked while its uses are counted, for the same reason. A public code of an offer
+    without limits locks nothing, so its checkouts never queue."""
     entry = find_code(code)
-    if entry is not None:
+    if entry is not None and _limited(db.session.get(Offer, entry.offer_id)):
         _lock_offer(entry.offer_id)
     previous = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference))
     result, _ = _check_entry(entry, member, cart, now)
@@ -230,33 +258,85 @@ def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: s
         return previous, result
     if not result.valid:
         raise CouponProblem(result.detail, code=result.code, title="Coupon does not apply")
+    if entry.kind == "unique" and not _take_code_use(entry, now):
+        raise CouponProblem("This code was just taken by another checkout", code=engine.USAGE_LIMIT_REACHED,
+                            title="Coupon does not apply")
     use = CouponUse(offer_id=entry.offer_id, code_id=entry.id, member_id=member.id if member else None,
-                    status="reserved", reference=reference, expires_at=expires_at, created_at=now)
+                    status="reserved", reference=reference, order_id=order_id, expires_at=expires_at,
+                    created_at=now)
     db.session.add(use)
     db.session.flush()
     return use, result
 
 
+def _take_code_use(entry: OfferCode, now: datetime) -> bool:
+    """One more use of a unique code, if it has one left. The database decides: racing checkouts queue on
+    the code's row and the guard refuses all but the ones that fit. A reservation past its expiry still
+    holds its use until released, so when the code seems used up those are released first."""
+    limit = db.session.get(Offer, entry.offer_id).uses_per_code
+    return _count_code_use(entry.id, limit) or (_release_expired_uses(entry.id, now) > 0
+                                                and _count_code_use(entry.id, limit))
+
+
+def _count_code_use(code_id: int, limit: int | None) -> bool:
+    query = update(OfferCode).where(OfferCode.id == code_id).values(uses=OfferCode.uses + 1)
+    if limit is not None:
+        query = query.where(OfferCode.uses < limit)
+    return db.session.execute(query.execution_options(synchronize_session=False)).rowcount == 1
+
+
+def _give_code_use_back(code_id: int, count: int = 1) -> None:
+    db.session.execute(update(OfferCode).where(OfferCode.id == code_id, OfferCode.kind == "unique")
+                       .values(uses=OfferCode.uses - count).execution_options(synchronize_session=False))
+
+
+def _release_expired_uses(code_id: int, now: datetime) -> int:
+    """Release the code's reservations past their expiry and give their uses back; answers how many. Their
+    redemptions are released as usual later (releasing a released use changes nothing)."""
+    released = db.session.execute(
+        update(CouponUse).where(CouponUse.code_id == code_id, CouponUse.status == "reserved",
+                                CouponUse.expires_at <= now)
+        .values(status="released", resolved_at=now).execution_options(synchronize_session=False)).rowcount
+    if released:
+        _give_code_use_back(code_id, released)
+    return released
+
+
 def _locked_use(reference: str) -> CouponUse:
-    """The use, read again once its offer is locked, so its status is current."""
-    use = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference))
+    """The use, locked and read again, so its status is current."""
+    query = select(CouponUse).where(CouponUse.reference == reference).execution_options(populate_existing=True)
+    use = db.session.scalar(for_update(query, db.session))
     if use is None:
         raise NotFound("No coupon use has this reference.")
-    _lock_offer(use.offer_id)
-    db.session.refresh(use)
     return use
 
 
 def consume(reference: str, *, now: datetime, even_if_released: bool = False) -> CouponUse:
     """The payment went through: the reserved use counts for good. Consuming twice is harmless.
-    `even_if_released`: the payment was made with the discount after the reservation lapsed, so the use
-    happened and counts, whatever the limits say now."""
+    `even_if_released`: the payment was made with the discount after the reservation lapsed, so the use is
+    taken again and counts whatever the offer's limits say now; but a unique code never pays for more orders
+    than it may: when its last use went to another order meanwhile, `CodeUsedUp` is raised and nothing
+    changes."""
     use = _locked_use(reference)
-    if use.status == "released" and not even_if_released:
-        raise Conflict("This coupon use was released.", code="redemption_not_held")
+    if use.status == "released":
+        if not even_if_released:
+            raise Conflict("This coupon use was released.", code="redemption_not_held")
+        entry = db.session.get(OfferCode, use.code_id)
+        if entry.kind == "unique" and not _take_code_use(entry, now):
+            raise CodeUsedUp(f"Code {entry.code} was used for {_taken_by(entry, use)} meanwhile",
+                             title="Coupon does not apply")
     if use.status != "consumed":
         use.status, use.resolved_at = "consumed", now
     return use
+
+
+def _taken_by(entry: OfferCode, released: CouponUse) -> str:
+    """Which order holds the code's last use now, as words."""
+    order_id = db.session.scalar(
+        select(CouponUse.order_id).where(CouponUse.code_id == entry.id, CouponUse.id != released.id,
+                                         CouponUse.status.in_(("reserved", "consumed")))
+        .order_by(CouponUse.id.desc()).limit(1))
+    return f"order {order_id}" if order_id else "another order"
 
 
 def release(reference: str, *, now: datetime) -> CouponUse:
@@ -266,6 +346,7 @@ def release(reference: str, *, now: datetime) -> CouponUse:
         raise Conflict("This coupon use was consumed.", code="redemption_not_held")
     if use.status == "reserved":
         use.status, use.resolved_at = "released", now
+        _give_code_use_back(use.code_id)
     return use
 
 
