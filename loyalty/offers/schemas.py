@@ -10,6 +10,7 @@ from loyalty.schemas import StrictSchema
 
 NAMES = fields.List(fields.String(validate=validate.Length(min=1, max=128)), validate=validate.Length(max=1000))
 TIER_CODE = fields.String(validate=validate.Length(min=1, max=40))
+MAX_USES_PER_CODE = 10_000  # a code for more orders than this is a public code
 
 
 class ScopeSchema(StrictSchema):
@@ -37,6 +38,9 @@ class OfferInputSchema(StrictSchema):
                                metadata={"description": "Tier -> hours before starts_at (null: the tier's own)."})
     usage_limit_total = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
     usage_limit_per_member = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    uses_per_code = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_USES_PER_CODE), allow_none=True,
+                                   metadata={"description": "Orders one unique code may pay for (default 1; null: "
+                                                            "no limit of its own). A public code has none."})
     combines_with_points = fields.Boolean()
     combines_with_tier_discount = fields.Boolean()
     active = fields.Boolean()
@@ -67,6 +71,7 @@ class OfferSchema(Schema):
     early_access = fields.Dict()
     usage_limit_total = fields.Integer(allow_none=True)
     usage_limit_per_member = fields.Integer(allow_none=True)
+    uses_per_code = fields.Integer(allow_none=True)
     combines_with_points = fields.Boolean()
     combines_with_tier_discount = fields.Boolean()
     active = fields.Boolean()
@@ -168,7 +173,7 @@ class CouponOfferSchema(OfferSchema):
 
     class Meta:
         exclude = ("scope", "eligible_tiers", "early_access", "usage_limit_total", "usage_limit_per_member",
-                   "combines_with_points", "combines_with_tier_discount", "active", "created_at")
+                   "uses_per_code", "combines_with_points", "combines_with_tier_discount", "active", "created_at")
 
 
 class MemberCouponSchema(Schema):
@@ -178,6 +183,8 @@ class MemberCouponSchema(Schema):
     open = fields.Boolean()
     opens_at = fields.DateTime(allow_none=True, metadata={"description": "When it opens for this member."})
     expires_at = fields.DateTime(allow_none=True)
+    uses_left = fields.Integer(allow_none=True, metadata={
+        "description": "How many more orders this code may pay for; null: no limit of its own (a public code)."})
 
 
 class MemberCouponListSchema(Schema):

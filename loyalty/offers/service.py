@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -350,9 +351,12 @@ def release(reference: str, *, now: datetime) -> CouponUse:
     return use
 
 
-def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta(days=7)) -> list[dict[str, Any]]:
+def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta(days=7),
+                   used_up: bool = False) -> list[dict[str, Any]]:
     """The member's own codes still usable, and public offers open to them now or within `soon`
-    (early access shown with the moment it opens for them)."""
+    (early access shown with the moment it opens for them). Each with `uses_left`: how many more orders the
+    code may pay for (None: no limit of its own). `used_up`: their own codes without a use left too (used, or
+    reserved by a checkout running now), with their `code_state`."""
     tier = tiers.current_tier(member)[0]
     shopper_tier = tier.code if tier else None
     rows = db.session.execute(
@@ -362,6 +366,7 @@ def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta
                or_(Offer.ends_at.is_(None), Offer.ends_at > now),
                or_(OfferCode.expires_at.is_(None), OfferCode.expires_at > now))
         .order_by(OfferCode.id)).all()
+    counted = code_uses([code for code, _ in rows if code.kind == "unique"], now)
     coupons = []
     for code, offer in rows:
         view = engine_offer(offer)
@@ -370,10 +375,69 @@ def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta
         opens_at = engine.opens_at_for(view, shopper_tier)
         if opens_at is not None and opens_at > now + soon:
             continue
+        left = uses_left(code, offer, counted.get(code.id, NO_USES))
+        if left == 0 and not used_up:
+            continue
         coupons.append({"code": code.code, "offer": offer, "assigned": code.member_id == member.id,
                         "opens_at": opens_at, "open": opens_at is None or opens_at <= now,
-                        "expires_at": min((t for t in (offer.ends_at, code.expires_at) if t), default=None)})
+                        "expires_at": min((t for t in (offer.ends_at, code.expires_at) if t), default=None),
+                        "uses_left": left, "code_state": code_state(code, offer, counted.get(code.id, NO_USES), now)})
     return coupons
+
+
+@dataclass(frozen=True)
+class CodeUses:
+    """A code's uses that count at a moment: consumed, reserved by checkouts still running, and the orders
+    they are for (a unique code's only: a public code's are too many to list)."""
+
+    consumed: int = 0
+    reserved: int = 0
+    orders: tuple[str, ...] = ()
+
+
+NO_USES = CodeUses()
+
+
+def code_uses(codes: list[OfferCode], now: datetime) -> dict[int, CodeUses]:
+    """`CodeUses` by code id, in two grouped queries whatever the number of codes."""
+    ids = [code.id for code in codes]
+    if not ids:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    for code_id, status, total in db.session.execute(
+            select(CouponUse.code_id, CouponUse.status, func.count())
+            .where(CouponUse.code_id.in_(ids), _counting_uses(now)).group_by(CouponUse.code_id, CouponUse.status)):
+        counts.setdefault(code_id, {})[status] = total
+    orders: dict[int, list[str]] = {}
+    unique_ids = [code.id for code in codes if code.kind == "unique" and code.id in counts]
+    if unique_ids:
+        for code_id, order_id in db.session.execute(
+                select(CouponUse.code_id, CouponUse.order_id)
+                .where(CouponUse.code_id.in_(unique_ids), _counting_uses(now), CouponUse.order_id.is_not(None))
+                .order_by(CouponUse.id)):
+            orders.setdefault(code_id, []).append(order_id)
+    return {code_id: CodeUses(by_status.get("consumed", 0), by_status.get("reserved", 0),
+                              tuple(orders.get(code_id, ())))
+            for code_id, by_status in counts.items()}
+
+
+def uses_left(code: OfferCode, offer: Offer, counted: CodeUses) -> int | None:
+    """How many more orders the code may pay for by itself; None: no limit of its own."""
+    limit = code_limit(code, offer)
+    return None if limit is None else max(0, limit - counted.consumed - counted.reserved)
+
+
+def code_state(code: OfferCode, offer: Offer, counted: CodeUses, now: datetime) -> str:
+    """`used` (its uses all consumed), `reserved` (a checkout holds a use of it now), `expired` (the code or
+    its offer ended), `partly_used` (used, with uses left) or `unused`."""
+    limit = code_limit(code, offer)
+    if limit is not None and counted.consumed >= limit:
+        return "used"
+    if counted.reserved:
+        return "reserved"
+    if any(end is not None and end <= now for end in (offer.ends_at, code.expires_at)):
+        return "expired"
+    return "partly_used" if counted.consumed else "unused"
 
 
 # --- what the staff console shows ----------------------------------------------------------------------
@@ -423,22 +487,25 @@ def offer_choices(*, limit: int = 200, including: str | None = None) -> list[Off
     return chosen
 
 
-def _code_rows(codes: list[OfferCode], now: datetime) -> list[dict[str, Any]]:
-    """Codes with their owner's public id and their uses that count toward the limits."""
+def _code_rows(codes: list[OfferCode], offer: Offer, now: datetime) -> list[dict[str, Any]]:
+    """Codes with their owner's public id, their uses that count toward the limits, their state (`code_state`)
+    and the orders their uses are for."""
     owner_ids = {code.member_id for code in codes if code.member_id}
     owners = dict(db.session.execute(select(Member.id, Member.public_id).where(Member.id.in_(owner_ids)))
                   .all()) if owner_ids else {}
-    code_ids = [code.id for code in codes]
-    used = dict(db.session.execute(
-        select(CouponUse.code_id, func.count()).where(CouponUse.code_id.in_(code_ids), _counting_uses(now))
-        .group_by(CouponUse.code_id)).all()) if code_ids else {}
-    return [{"code": code, "member_id": owners.get(code.member_id), "uses": used.get(code.id, 0)} for code in codes]
+    counted = code_uses(codes, now)
+    rows = []
+    for code in codes:
+        uses = counted.get(code.id, NO_USES)
+        rows.append({"code": code, "member_id": owners.get(code.member_id), "uses": uses.consumed + uses.reserved,
+                     "state": code_state(code, offer, uses, now), "orders": uses.orders})
+    return rows
 
 
 def code_page(offer: Offer, *, limit: int, starting_after: str | None = None, now: datetime) -> dict:
-    """`list_codes`, each row with its owner's public id and its uses."""
+    """`list_codes`, each row with its owner's public id, its uses, its state and their orders."""
     page = list_codes(offer, limit=limit, starting_after=starting_after)
-    return {**page, "data": _code_rows(page["data"], now)}
+    return {**page, "data": _code_rows(page["data"], offer, now)}
 
 
 def code_batches(offer: Offer, *, now: datetime, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
@@ -450,7 +517,7 @@ def code_batches(offer: Offer, *, now: datetime, batch_size: int = 1000) -> Iter
                                         .order_by(OfferCode.id).limit(batch_size)))
         if not codes:
             return
-        yield _code_rows(codes, now)
+        yield _code_rows(codes, offer, now)
         # The rows are written out; let the session forget them, or it grows with the export.
         for code in codes:
             db.session.expunge(code)
@@ -467,9 +534,9 @@ def member_wallet(member: Member, now: datetime, *, soon: timedelta = timedelta(
     """The member's coupons page. `usable`: `member_coupons` the member still has a use of, ready ones first,
     each group newest first, each with its `state` ("open" or "upcoming") and `early_access` (it opens for
     them before it opens to everyone). `past`: the ones they have no use left of ("used": their per-member
-    limit; "all_used": the offer's total limit), then their own codes that expired or were withdrawn, latest
-    first, at most `past` of those."""
-    current = member_coupons(member, now, soon=soon)
+    limit; "all_used": the offer's total limit; "used" or "reserved": the code's own uses are consumed or held
+    by a checkout), then their own codes that expired or were withdrawn, latest first, at most `past` of those."""
+    current = member_coupons(member, now, soon=soon, used_up=True)
     total, mine = _uses_by_offer({coupon["offer"].id for coupon in current}, member, now)
     usable, used = [], []
     for coupon in reversed(current):
@@ -477,7 +544,9 @@ def member_wallet(member: Member, now: datetime, *, soon: timedelta = timedelta(
         coupon["uses"] = mine.get(offer.id, 0)
         coupon["early_access"] = (coupon["opens_at"] is not None and offer.starts_at is not None
                                   and coupon["opens_at"] < offer.starts_at)
-        if offer.usage_limit_per_member is not None and coupon["uses"] >= offer.usage_limit_per_member:
+        if coupon["uses_left"] == 0:
+            used.append({**coupon, "state": coupon["code_state"]})
+        elif offer.usage_limit_per_member is not None and coupon["uses"] >= offer.usage_limit_per_member:
             used.append({**coupon, "state": "used"})
         elif offer.usage_limit_total is not None and total.get(offer.id, 0) >= offer.usage_limit_total:
             used.append({**coupon, "state": "all_used"})
