@@ -44,7 +44,7 @@ class Offer(db.Model):
     usage_limit_total: Mapped[int | None]
     usage_limit_per_member: Mapped[int | None]
     # Orders one unique code may pay for (None: no limit of its own); a public code has no limit of its own.
-    uses_per_code: Mapped[int | None] = mapped_column(default=1)
+    uses_per_code: Mapped[int | None]
     combines_with_points: Mapped[bool] = mapped_column(default=True)
     combines_with_tier_discount: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)

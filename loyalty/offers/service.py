@@ -66,7 +66,7 @@ def _check(fields: dict[str, Any]) -> None:
 def create_offer(fields: dict[str, Any]) -> Offer:
     code = fields.pop("code", None)
     _check(fields)
-    offer = Offer(**fields)
+    offer = Offer(**{"uses_per_code": 1, **fields})  # a unique code pays for one order unless the offer says so
     db.session.add(offer)
     db.session.flush()
     if code:
