@@ -15,6 +15,7 @@ from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
 from loyalty.offers import rewards, service
 from loyalty.offers.schemas import (
+    CatalogPageSchema,
     ClaimedSchema,
     CodePageSchema,
     GenerateCodesSchema,
@@ -147,10 +148,10 @@ def update_reward(payload: dict, reward_id: str):
 @rewards_blp.get("/rewards")
 @require(member=True)
 @rewards_blp.arguments(ListArgsSchema, location="query")
-@rewards_blp.response(200, RewardPageSchema)
+@rewards_blp.response(200, CatalogPageSchema)
 def catalog(args: dict):
-    """Rewards the member may claim."""
-    return rewards.list_rewards(**args, only_active=True)
+    """Rewards the member may claim; those whose coupon they could not use now are `locked`, with the reason."""
+    return rewards.catalog_for(current_user, **args, now=now())
 
 
 @rewards_blp.post("/me/rewards/<string:reward_id>/claim")

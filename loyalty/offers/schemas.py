@@ -160,6 +160,21 @@ class RewardPageSchema(Schema):
     has_more = fields.Boolean()
 
 
+class CatalogRewardSchema(RewardSchema):
+    """A reward as the member sees it: locked when they could not use its coupon now."""
+
+    locked = fields.Boolean(metadata={"description": "The member could not use its coupon now: a claim is refused."})
+    locked_code = fields.String(allow_none=True, metadata={
+        "description": "Why, as the checkout's error code: tier_required, coupon_expired, coupon_not_started, "
+                       "early_access_only, usage_limit_reached."})
+    locked_reason = fields.String(allow_none=True, metadata={"description": "Why, in words."})
+
+
+class CatalogPageSchema(Schema):
+    data = fields.List(fields.Nested(CatalogRewardSchema))
+    has_more = fields.Boolean()
+
+
 class ClaimedSchema(Schema):
     reward_id = fields.String()
     code = fields.String()

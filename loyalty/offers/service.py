@@ -150,9 +150,11 @@ def list_codes(offer: Offer, *, limit: int, starting_after: str | None = None) -
 
 # --- validation ---------------------------------------------------------------------------------------
 
-def engine_offer(offer: Offer) -> engine.Offer:
-    """The engine's view of an offer; early access without hours takes each tier's own hours."""
-    hours_by_tier = dict(db.session.execute(select(Tier.code, Tier.early_access_hours)).all())
+def engine_offer(offer: Offer, hours_by_tier: dict[str, int] | None = None) -> engine.Offer:
+    """The engine's view of an offer; early access without hours takes each tier's own hours (read here
+    unless given)."""
+    if hours_by_tier is None:
+        hours_by_tier = _tier_hours()
     scope = {key: frozenset(offer.scope.get(key) or ()) for key in SCOPE_KEYS}
     return engine.Offer(
         kind=offer.kind, percent=offer.percent, amount=offer.amount, currency=offer.currency,
@@ -161,6 +163,10 @@ def engine_offer(offer: Offer) -> engine.Offer:
         early_access={tier: hours if hours is not None else hours_by_tier.get(tier, 0)
                       for tier, hours in (offer.early_access or {}).items()},
         usage_limit_total=offer.usage_limit_total, usage_limit_per_member=offer.usage_limit_per_member, **scope)
+
+
+def _tier_hours() -> dict[str, int]:
+    return dict(db.session.execute(select(Tier.code, Tier.early_access_hours)).all())
 
 
 def find_code(code: str) -> OfferCode | None:
@@ -225,6 +231,20 @@ def _uses_of_code(entry: OfferCode, now: datetime) -> int:
         return 0
     return db.session.scalar(select(func.count()).select_from(CouponUse)
                              .where(CouponUse.code_id == entry.id, _counting_uses(now)))
+
+
+def holder_refusals(member: Member, offer_list: list[Offer], now: datetime) -> dict[int, tuple[str, str] | None]:
+    """By offer id: the first reason `member` could not use a coupon of the offer of their own at `now`,
+    whatever the cart (`engine.holder_refusal`: tier_required, coupon_expired, coupon_not_started, ...), or
+    None. A few queries, whatever the number of offers."""
+    tier = tiers.current_tier(member)[0]
+    shopper = engine.Shopper(member.id, tier.code if tier else None)
+    total, mine = _uses_by_offer({offer.id for offer in offer_list if _limited(offer)}, member, now)
+    hours = _tier_hours()
+    return {offer.id: engine.holder_refusal(
+        engine_offer(offer, hours),
+        engine.CodeState(active=offer.active, assigned_member_id=member.id, uses_total=total.get(offer.id, 0),
+                         uses_by_member=mine.get(offer.id, 0)), shopper, now) for offer in offer_list}
 
 
 # --- reserving and consuming a use (for checkout) ------------------------------------------------------
