@@ -253,6 +253,10 @@ def test_the_console_shows_each_code_unused_reserved_used_with_its_order_or_expi
     assert rows[reserved] == ["1", "reserved", "ord-held"]
     assert rows[used] == ["1", "used", "ord-used"]
     assert rows[expired] == ["0", "expired", ""]
+    listed = {c["code"]: (c["uses"], c["state"], c["orders"])
+              for c in manager.get(f"/v1/admin/offers/{offer_id}/codes").get_json()["data"]}
+    assert listed == {unused: (0, "unused", []), reserved: (1, "reserved", ["ord-held"]),
+                      used: (1, "used", ["ord-used"]), expired: (0, "expired", [])}
 
 
 def test_the_offer_form_takes_the_orders_each_code_pays_for(console_client, in_app):

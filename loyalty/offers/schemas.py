@@ -102,6 +102,9 @@ class CodeSchema(Schema):
     member_id = fields.String(allow_none=True)
     active = fields.Boolean()
     expires_at = fields.DateTime(allow_none=True)
+    uses = fields.Integer(metadata={"description": "Uses counting now: consumed, and reserved by running checkouts."})
+    state = fields.String(metadata={"description": "unused, reserved, used, partly_used or expired."})
+    orders = fields.List(fields.String(), metadata={"description": "The orders a unique code's uses are for."})
 
 
 class CodePageSchema(Schema):
