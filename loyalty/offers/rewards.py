@@ -103,6 +103,8 @@ class CatalogEntry:
     lock: tuple[str, str] | None = None
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "reward":  # copies look for dunders before `reward` is set
+            raise AttributeError(name)
         return getattr(self.reward, name)
 
     @property
