@@ -38,11 +38,11 @@ class OfferInputSchema(StrictSchema):
                                metadata={"description": "Tier -> hours before starts_at (null: the tier's own)."})
     usage_limit_total = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
     usage_limit_per_member = fields.Integer(strict=True, validate=validate.Range(min=1), allow_none=True)
+    combines_with_points = fields.Boolean()
+    combines_with_tier_discount = fields.Boolean()
     uses_per_code = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_USES_PER_CODE), allow_none=True,
                                    metadata={"description": "Orders one unique code may pay for (default 1; null: "
                                                             "no limit of its own). A public code has none."})
-    combines_with_points = fields.Boolean()
-    combines_with_tier_discount = fields.Boolean()
     active = fields.Boolean()
     code = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9 -]{3,64}$"), load_only=True,
                          metadata={"description": "A public code for this offer, e.g. BLACKFRIDAY."})
