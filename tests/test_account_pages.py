@@ -345,6 +345,26 @@ def test_rewards_leave_out_inactive_ones(account_client, reward, in_app):
     assert "Gone" not in client.get("/account/rewards").get_data(as_text=True)
 
 
+def test_a_reward_for_another_tier_is_shown_locked_and_cannot_be_claimed(account_client, ladder, ledger_of, in_app,
+                                                                         row_counts):
+    client = account_client()
+    give(ledger_of, client.member, 700)
+    with in_app():
+        offer = offers.create_offer({**TEN_OFF, "eligible_tiers": ["gold"]})
+        reward_id = catalog.create_reward({"offer_id": offer.public_id, "name": "15% off for Gold",
+                                           "points_cost": 500}).public_id
+        db.session.commit()
+    page = client.get("/account/rewards").get_data(as_text=True)
+    assert "Locked</span> Only for Gold members: you could not use this coupon now." in page
+    assert "Claim 15% off for Gold" not in page
+    before = row_counts()
+    response = claim(client, reward_id)
+    assert response.status_code == 409
+    assert "Only for Gold members: you could not use this reward&#39;s coupon now." in response.get_data(as_text=True)
+    assert row_counts() == before
+    assert balance(in_app, client.member) == 700
+
+
 def test_claiming_spends_exactly_the_cost_and_the_coupon_is_listed(account_client, reward, ledger_of, in_app):
     client = account_client()
     give(ledger_of, client.member, 800)

@@ -194,7 +194,7 @@ def test_the_offer_page_shows_an_assigned_code_with_its_member_and_uses(console_
         member_id = member.public_id
     (code,) = codes_of(in_app, offer_id)
     rows = table_rows(console_client("manager").get(f"/console/offers/{offer_id}").get_data(as_text=True))
-    assert rows[1] == [code, "Unique", member_id, "Yes", "—", "0", "2026-11-01 12:00 UTC"]
+    assert rows[1] == [code, "Unique", member_id, "Unused", "Yes", "—", "0", "2026-11-01 12:00 UTC"]
 
 
 # --- creating and editing -------------------------------------------------------------------------------
@@ -207,8 +207,8 @@ def test_a_manager_creates_an_offer_and_the_list_shows_it(manager, in_app):
         "currency": None, "min_order_amount": 0, "scope": {"include_categories": ["shoes", "bags"]},
         "starts_at": datetime(2026, 11, 27, 0, 0, tzinfo=UTC), "ends_at": datetime(2026, 11, 30, 23, 59, tzinfo=UTC),
         "eligible_tiers": ["gold"], "early_access": {"gold": None}, "usage_limit_total": 100,
-        "usage_limit_per_member": 1, "combines_with_points": True, "combines_with_tier_discount": False,
-        "active": True}
+        "usage_limit_per_member": 1, "uses_per_code": 1, "combines_with_points": True,
+        "combines_with_tier_discount": False, "active": True}
     assert codes_of(in_app, public_id) == ["BF2026"]
     assert "Offer “Black Friday” created." in manager.get(response.headers["Location"]).get_data(as_text=True)
     rows = table_rows(manager.get("/console/offers").get_data(as_text=True))
@@ -356,7 +356,8 @@ def test_a_manager_generates_three_codes_and_downloads_exactly_those(manager, in
     assert download.headers["Cache-Control"] == "no-store"
     rows = list(csv.reader(io.StringIO(download.get_data(as_text=True))))
     assert rows == [list(CSV_HEADER)] + [
-        [code, "unique", "", "true", "2026-11-01T12:00:00+00:00", "2027-01-31T23:59:00+00:00", "0"] for code in codes]
+        [code, "unique", "", "true", "2026-11-01T12:00:00+00:00", "2027-01-31T23:59:00+00:00", "0", "unused", ""]
+        for code in codes]
 
 
 def test_the_csv_is_streamed_in_batches_in_id_order(manager, in_app, offer_id, monkeypatch):

@@ -16,8 +16,9 @@ from loyalty.members import service as members
 from loyalty.offers import engine
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
-from loyalty.offers.models import CouponUse, RewardClaim
+from loyalty.offers.models import CouponUse, Offer, OfferCode, RewardClaim
 from loyalty.tiers import service as tiers
+from loyalty.tiers.models import MemberTier, Tier
 from tests.conftest import assert_problem, unique_email
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -238,3 +239,101 @@ def test_the_last_reward_in_stock_goes_to_exactly_one_of_eight_racing_members(pg
     assert outcomes == ["ok"] + ["reward_sold_out"] * 7
     with pg.app_context():
         assert db.session.scalar(select(func.count()).select_from(RewardClaim)) == 1
+
+
+# --- rewards the member could not use at once ------------------------------------------------------
+
+@pytest.fixture
+def ladder(in_app):
+    """Silver (everyone) and Gold tiers, Gold with 72 hours of early access; `ladder.make_gold(member)`."""
+    with in_app():
+        for rank, (code, hours) in enumerate((("silver", 0), ("gold", 72))):
+            tiers.create_tier({"code": code, "name": code.title(), "rank": rank, "threshold": 5000 * rank,
+                               "basis": "points", "window_days": 365, "early_access_hours": hours,
+                               "earn_multiplier": Decimal(1)})
+        db.session.commit()
+
+    class Ladder:
+        @staticmethod
+        def make_gold(member: dict) -> None:
+            with in_app():
+                gold = db.session.scalar(select(Tier).where(Tier.code == "gold"))
+                db.session.add(MemberTier(member_id=members.get_member(member["id"]).id, tier_id=gold.id, since=now()))
+                db.session.commit()
+
+    return Ladder()
+
+
+@pytest.fixture
+def offered(manager):
+    """A reward for 500 points of a new offer with `fields`; answers the reward's id."""
+
+    def make(**fields) -> str:
+        offer = manager.post("/v1/admin/offers", json={**TEN_OFF, **fields})
+        assert offer.status_code == 201, offer.get_data(as_text=True)
+        body = {"offer_id": offer.get_json()["id"], "name": "15% off for Gold", "points_cost": 500}
+        return manager.post("/v1/admin/rewards", json=body).get_json()["id"]
+
+    return make
+
+
+def test_a_tier_locked_reward_is_not_sold_to_a_member_outside_the_tier(member_with, ladder, offered, row_counts):
+    client, _ = member_with(800)
+    reward_id = offered(eligible_tiers=["gold"])
+    before = row_counts()
+    body = assert_problem(client.post(f"/v1/me/rewards/{reward_id}/claim"), 409, "tier_required")
+    assert body["detail"] == "Only for Gold members: you could not use this reward's coupon now."
+    assert row_counts() == before
+    assert client.get("/v1/me").get_json()["points"]["available"] == 800
+
+
+def test_a_member_of_the_tier_claims_the_tier_locked_reward(member_with, ladder, offered):
+    client, member = member_with(800)
+    ladder.make_gold(member)
+    reward_id = offered(eligible_tiers=["gold"])
+    assert client.post(f"/v1/me/rewards/{reward_id}/claim").status_code == 201
+    assert client.get("/v1/me").get_json()["points"]["available"] == 300
+
+
+@pytest.mark.parametrize(("fields", "code"), [
+    ({"ends_at": "2020-01-01T00:00:00+00:00"}, "coupon_expired"),
+    ({"starts_at": "2099-01-01T00:00:00+00:00"}, "coupon_not_started"),
+    ({"usage_limit_total": 1}, "usage_limit_reached"),
+], ids=["offer ended", "offer not started", "offer used up"])
+def test_a_reward_whose_coupon_would_be_refused_at_once_is_not_sold(member_with, offered, manager, in_app, fields,
+                                                                    code):
+    client, _ = member_with(800)
+    reward_id = offered(**fields)
+    if code == "usage_limit_reached":  # someone else used the offer's only use
+        with in_app():
+            offer = db.session.scalar(select(Offer).order_by(Offer.id.desc()))
+            shopper = members.enrol(members.NewMember(email=unique_email()), source="test")
+            offers.generate_codes(offer, 1, member_ids=[shopper.id])
+            entry = db.session.scalar(select(OfferCode).where(OfferCode.offer_id == offer.id))
+            offers.reserve(entry.code, shopper, CART, reference="other", expires_at=now() + timedelta(hours=1),
+                           now=now())
+            offers.consume("other", now=now())
+            db.session.commit()
+    assert_problem(client.post(f"/v1/me/rewards/{reward_id}/claim"), 409, code)
+    assert client.get("/v1/me").get_json()["points"]["available"] == 800
+
+
+def test_early_access_opens_a_reward_to_its_tier_only(member_with, ladder, offered):
+    starts = (now() + timedelta(days=2)).replace(microsecond=0).isoformat()
+    reward_id = offered(starts_at=starts, early_access={"gold": None})
+    silver, _ = member_with(800)
+    gold, gold_member = member_with(800)
+    ladder.make_gold(gold_member)
+    assert_problem(silver.post(f"/v1/me/rewards/{reward_id}/claim"), 409, "early_access_only")
+    assert gold.post(f"/v1/me/rewards/{reward_id}/claim").status_code == 201
+
+
+def test_the_catalog_marks_rewards_the_member_could_not_use_as_locked_with_the_reason(member_with, ladder, offered,
+                                                                                       reward):
+    client, _ = member_with(800)
+    locked_id, open_id = offered(eligible_tiers=["gold"]), reward()
+    entries = {entry["id"]: entry for entry in client.get("/v1/rewards").get_json()["data"]}
+    assert {key: entries[locked_id][key] for key in ("locked", "locked_code", "locked_reason", "points_cost")} == {
+        "locked": True, "locked_code": "tier_required", "locked_reason": "Only for Gold members", "points_cost": 500}
+    assert (entries[open_id]["locked"], entries[open_id]["locked_code"], entries[open_id]["locked_reason"]) == (
+        False, None, None)

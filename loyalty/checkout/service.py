@@ -2,8 +2,9 @@
 
 It joins the rules (what an order earns, how many points may pay for it), the offers (whether a coupon
 applies), the tiers (the member's discount) and the ledger (the only code that moves points). Adds and
-flushes; never commits. State changes of one redemption are serialised on its row, then the offer's,
-then the member's accounts: always in that order, so two checkouts never wait on each other in a circle.
+flushes; never commits. State changes of one redemption are serialised on its row, then the offer's (when
+its uses are limited), then the coupon use's and the code's, then the member's accounts: always in that
+order, so two checkouts never wait on each other in a circle.
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timed
     validation = offer = None
     if code:
         use, validation = offers.reserve(code, member, cart, reference=redemption.coupon_reference,
-                                       expires_at=redemption.expires_at, now=now)
-        offer = db.session.get(Offer, use.offer_id)  # loaded, and locked, by the reservation
+                                         expires_at=redemption.expires_at, now=now, order_id=redemption.order_id)
+        offer = db.session.get(Offer, use.offer_id)  # loaded by the reservation
         redemption.coupon_code = offers.normalise_code(code)
         redemption.coupon_discount_amount = validation.discount_amount
     if points:
@@ -289,8 +290,8 @@ def capture(public_id: str, *, now: datetime) -> Redemption:
 
 
 def _capture(redemption: Redemption, *, now: datetime, paid_at: datetime) -> None:
-    if redemption.coupon_code:  # the offer's row before the member's: the order every checkout locks in
-        offers.consume(redemption.coupon_reference, now=now)
+    if redemption.coupon_code:  # the coupon's rows before the member's: the order every checkout locks in
+        redemption.problem = _consume_coupon(redemption, now=now)
     if (hold := _hold(redemption)) is not None:
         Ledger(db.session).capture(hold, now=now, paid_at=paid_at)
     redemption.status, redemption.resolved_at = "captured", now
@@ -365,10 +366,21 @@ def pay(redemption: Redemption, *, paid_at: datetime, now: datetime) -> Redempti
     return redemption
 
 
+def _consume_coupon(redemption: Redemption, *, now: datetime) -> str | None:
+    """The discount was given, so the coupon's use counts, whatever the offer's limits say now; its
+    reservation is taken again if it lapsed. A unique code whose last use went to another order meanwhile is
+    not used twice: the answer is the problem to record on the redemption."""
+    try:
+        offers.consume(redemption.coupon_reference, now=now, even_if_released=True)
+    except offers.CodeUsedUp as used_up:
+        return f"Paid after the hold lapsed; the coupon was not used twice: {used_up.detail}"
+    return None
+
+
 def _take_again(redemption: Redemption, *, now: datetime) -> None:
     ledger = Ledger(db.session)
-    if redemption.coupon_code:  # the discount was given, so the use counts, whatever the limits say now
-        offers.consume(redemption.coupon_reference, now=now, even_if_released=True)
+    coupon_problem = _consume_coupon(redemption, now=now) if redemption.coupon_code else None
+    redemption.problem = coupon_problem
     if redemption.points:
         try:
             with db.session.begin_nested():
@@ -378,8 +390,9 @@ def _take_again(redemption: Redemption, *, now: datetime) -> None:
                                    description=f"Points for order {redemption.order_id}, paid after the hold lapsed")
                 ledger.capture(hold, now=now)
         except (InsufficientPoints, MemberSuspended) as refusal:
-            redemption.problem = (f"Paid after the hold lapsed; the {redemption.points} points could not be taken "
-                                  f"again: {refusal.detail}")[:300]
+            points_problem = (f"Paid after the hold lapsed; the {redemption.points} points could not be taken "
+                              f"again: {refusal.detail}")
+            redemption.problem = "; ".join(filter(None, (points_problem, coupon_problem)))[:300]
             return
         redemption.hold_id = hold.id
     redemption.status, redemption.release_reason, redemption.resolved_at = "captured", None, now

@@ -101,7 +101,7 @@ def _claim_key() -> str:
 
 
 def _render_rewards(problem: Problem | None = None):
-    catalog = rewards.catalog_for(current_user, **page_args())
+    catalog = rewards.catalog_for(current_user, **page_args(), now=now())
     claim_keys = {entry.reward.public_id: secrets.token_urlsafe(16) for entry in catalog["data"]}
     return render_form("account/rewards.html", problem, title="Rewards", catalog=catalog, claim_keys=claim_keys)
 

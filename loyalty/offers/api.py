@@ -15,6 +15,7 @@ from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
 from loyalty.offers import rewards, service
 from loyalty.offers.schemas import (
+    CatalogPageSchema,
     ClaimedSchema,
     CodePageSchema,
     GenerateCodesSchema,
@@ -102,13 +103,13 @@ def generate_codes(payload: dict, offer_id: str):
 @blp.arguments(ListArgsSchema, location="query")
 @blp.response(200, CodePageSchema)
 def list_codes(args: dict, offer_id: str):
-    """The offer's codes, oldest first."""
-    page = service.list_codes(service.get_offer(offer_id), **args)
-    owners = dict(db.session.execute(select(Member.id, Member.public_id).where(
-        Member.id.in_([c.member_id for c in page["data"] if c.member_id]))).all())
-    return {**page, "data": [{"public_id": c.public_id, "code": c.code, "kind": c.kind, "active": c.active,
-                              "member_id": owners.get(c.member_id), "expires_at": c.expires_at}
-                             for c in page["data"]]}
+    """The offer's codes, oldest first, each with its uses, its state and the orders they are for."""
+    page = service.code_page(service.get_offer(offer_id), **args, now=now())
+    return {**page, "data": [{"public_id": row["code"].public_id, "code": row["code"].code, "kind": row["code"].kind,
+                              "active": row["code"].active, "member_id": row["member_id"],
+                              "expires_at": row["code"].expires_at, "uses": row["uses"], "state": row["state"],
+                              "orders": list(row["orders"])}
+                             for row in page["data"]]}
 
 
 rewards_blp = Blueprint("rewards", __name__, url_prefix="/v1", description="The reward catalog and coupons")
@@ -147,10 +148,10 @@ def update_reward(payload: dict, reward_id: str):
 @rewards_blp.get("/rewards")
 @require(member=True)
 @rewards_blp.arguments(ListArgsSchema, location="query")
-@rewards_blp.response(200, RewardPageSchema)
+@rewards_blp.response(200, CatalogPageSchema)
 def catalog(args: dict):
-    """Rewards the member may claim."""
-    return rewards.list_rewards(**args, only_active=True)
+    """Rewards the member may claim; those whose coupon they could not use now are `locked`, with the reason."""
+    return rewards.catalog_for(current_user, **args, now=now())
 
 
 @rewards_blp.post("/me/rewards/<string:reward_id>/claim")

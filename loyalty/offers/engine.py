@@ -67,6 +67,8 @@ class CodeState:
     expires_at: datetime | None = None  # the code's own expiry, e.g. a reward coupon
     uses_total: int = 0  # uses so far (consumed + reserved), counted by the caller
     uses_by_member: int = 0
+    uses_of_code: int = 0  # this code's own uses so far
+    uses_per_code: int | None = None  # how many orders this code may pay for; None: no limit of its own
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,9 @@ def _tier_refusal(offer: Offer, shopper: Shopper) -> Refusal | None:
 
 
 def _usage_refusal(offer: Offer, code: CodeState) -> Refusal | None:
+    if code.uses_per_code is not None and code.uses_of_code >= code.uses_per_code:
+        return USAGE_LIMIT_REACHED, ("This code has been used" if code.uses_per_code == 1 else
+                                     f"This code has been used the {code.uses_per_code} times it may be")
     total, mine = offer.usage_limit_total, offer.usage_limit_per_member
     if total is not None and code.uses_total >= total:
         return USAGE_LIMIT_REACHED, f"This offer has reached its limit of {total} use{'' if total == 1 else 's'}"
@@ -282,17 +287,25 @@ def _refused(refusal: Refusal, offer: Offer, cart: Cart, shopper: Shopper) -> Va
     return Validation(False, code, detail, 0, tuple(0 for _ in cart.lines), 0, opens)
 
 
+def holder_refusal(offer: Offer, code: CodeState, shopper: Shopper, now: datetime) -> Refusal | None:
+    """The first reason, whatever the cart, the shopper could not use the coupon at `now`: the checks of
+    `validate` up to the cart's own."""
+    return (
+        _code_refusal(code, shopper)
+        or _expiry_refusal(offer, code, now)
+        or _timing_refusal(offer, shopper, now)
+        or _tier_refusal(offer, shopper)
+        or _usage_refusal(offer, code)
+    )
+
+
 def validate(offer: Offer, code: CodeState, cart: Cart, shopper: Shopper, now: datetime) -> Validation:
     """Whether the coupon applies to the cart for the shopper at `now` and what it takes off, line by line;
     or the first reason it does not, in the order of the module docstring. All datetimes timezone-aware."""
     amounts = tuple(_line_amount(line) if _eligible(offer, line) else 0 for line in cart.lines)
     subtotal = sum(amounts)
     refusal = (
-        _code_refusal(code, shopper)
-        or _expiry_refusal(offer, code, now)
-        or _timing_refusal(offer, shopper, now)
-        or _tier_refusal(offer, shopper)
-        or _usage_refusal(offer, code)
+        holder_refusal(offer, code, shopper, now)
         or _cart_refusal(offer, cart, subtotal)
         or _minimum_refusal(offer, cart, subtotal)
     )

@@ -22,6 +22,7 @@ class Offer(db.Model):
         CheckConstraint("kind <> 'percent_off' OR (percent BETWEEN 1 AND 100)", name="percent"),
         CheckConstraint("kind <> 'amount_off' OR (amount > 0 AND currency IS NOT NULL)", name="amount"),
         CheckConstraint("ends_at IS NULL OR starts_at IS NULL OR ends_at > starts_at", name="window"),
+        CheckConstraint("uses_per_code IS NULL OR uses_per_code > 0", name="uses_per_code"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -42,6 +43,8 @@ class Offer(db.Model):
     early_access: Mapped[dict[str, int | None]] = mapped_column(JSON, default=dict)
     usage_limit_total: Mapped[int | None]
     usage_limit_per_member: Mapped[int | None]
+    # Orders one unique code may pay for (None: no limit of its own); a public code has no limit of its own.
+    uses_per_code: Mapped[int | None]
     combines_with_points: Mapped[bool] = mapped_column(default=True)
     combines_with_tier_discount: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
@@ -55,6 +58,7 @@ class OfferCode(db.Model):
     __tablename__ = "offer_codes"
     __table_args__ = (
         CheckConstraint("kind IN ('public', 'unique')", name="kind"),
+        CheckConstraint("uses >= 0", name="uses"),
         Index("ix_offer_codes_offer_id_id", "offer_id", "id"),
         Index("ix_offer_codes_member_id", "member_id"),
     )
@@ -68,6 +72,9 @@ class OfferCode(db.Model):
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     active: Mapped[bool] = mapped_column(default=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A unique code's uses reserved or consumed: the guarded counter its `uses_per_code` is arbitrated on.
+    # A public code's stays 0, so checkouts of a popular code never queue on its row.
+    uses: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
 
@@ -92,6 +99,7 @@ class CouponUse(db.Model):
     status: Mapped[str] = mapped_column(String(10), default="reserved")
     # The checkout's own id for this use (a redemption): one use per reference.
     reference: Mapped[str] = mapped_column(String(200), unique=True)
+    order_id: Mapped[str | None] = mapped_column(String(128))  # the shop's order the use is for
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

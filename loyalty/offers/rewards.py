@@ -45,11 +45,8 @@ def update_reward(reward: Reward, changes: dict[str, Any]) -> Reward:
     return reward
 
 
-def list_rewards(*, limit: int, starting_after: str | None = None, only_active: bool = False) -> dict:
-    query = select(Reward)
-    if only_active:
-        query = query.where(Reward.active.is_(True))
-    return paginate(query, Reward, limit=limit, starting_after=starting_after)
+def list_rewards(*, limit: int, starting_after: str | None = None) -> dict:
+    return paginate(select(Reward), Reward, limit=limit, starting_after=starting_after)
 
 
 def claimed_by(reward: Reward, member: Member) -> int:
@@ -68,6 +65,10 @@ def claim(reward_public_id: str, member: Member, *, reference: str, now: datetim
     offer = db.session.get(Offer, reward.offer_id)
     if not reward.active or not offer.active:
         raise Conflict("This reward is not available.", code="reward_unavailable")
+    if (refusal := offers.holder_refusals(member, [offer], now)[offer.id]) is not None:
+        code, detail = refusal  # the checkout's own reason: its coupon would be refused at once
+        raise Conflict(f"{detail}: you could not use this reward's coupon now.", code=code,
+                       title="Reward locked")
     if reward.stock is not None and reward.claimed >= reward.stock:
         raise Conflict("This reward is sold out.", code="reward_sold_out")
     if reward.per_member_limit is not None and claimed_by(reward, member) >= reward.per_member_limit:
@@ -90,26 +91,47 @@ def claim(reward_public_id: str, member: Member, *, reference: str, now: datetim
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """A reward as one member sees it: whether they may claim it now, and if not, why."""
+    """A reward as one member sees it: whether they may claim it now, and if not, why. Reads as its reward
+    too (`entry.name`), so the reward's schema dumps it."""
 
     reward: Reward
     claimed_by_member: int
     points_short: int  # how many more available points the member needs; 0 when they can afford it
     sold_out: bool
     limit_reached: bool
+    # Why the member could not use its coupon now (the checkout's code and detail), so it is not sold to them.
+    lock: tuple[str, str] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "reward":  # copies look for dunders before `reward` is set
+            raise AttributeError(name)
+        return getattr(self.reward, name)
 
     @property
     def affordable(self) -> bool:
         return self.points_short == 0
 
     @property
+    def locked(self) -> bool:
+        return self.lock is not None
+
+    @property
+    def locked_code(self) -> str | None:
+        return self.lock[0] if self.lock else None
+
+    @property
+    def locked_reason(self) -> str | None:
+        return self.lock[1] if self.lock else None
+
+    @property
     def claimable(self) -> bool:
-        return self.affordable and not self.sold_out and not self.limit_reached
+        return self.affordable and not self.sold_out and not self.limit_reached and not self.locked
 
 
-def catalog_for(member: Member, *, limit: int, starting_after: str | None = None) -> dict:
+def catalog_for(member: Member, *, limit: int, starting_after: str | None = None, now: datetime) -> dict:
     """The rewards `member` may be offered, oldest first: active ones of active offers, each with what stands
-    between the member and a claim. `available` is the member's balance the entries were measured against."""
+    between the member and a claim, their coupon's lock included. `available` is the member's balance the
+    entries were measured against."""
     query = select(Reward).join(Offer, Offer.id == Reward.offer_id).where(Reward.active.is_(True),
                                                                            Offer.active.is_(True))
     page = paginate(query, Reward, limit=limit, starting_after=starting_after)
@@ -119,11 +141,13 @@ def catalog_for(member: Member, *, limit: int, starting_after: str | None = None
         select(RewardClaim.reward_id, func.count()).where(RewardClaim.member_id == member.id,
                                                           RewardClaim.reward_id.in_(ids))
         .group_by(RewardClaim.reward_id)).all()) if ids else {}
+    locks = offers.holder_refusals(member, list(offers_of(page["data"]).values()), now)
     entries = [CatalogEntry(
         reward=reward, claimed_by_member=mine.get(reward.id, 0),
         points_short=max(reward.points_cost - available, 0),
         sold_out=reward.stock is not None and reward.claimed >= reward.stock,
-        limit_reached=reward.per_member_limit is not None and mine.get(reward.id, 0) >= reward.per_member_limit)
+        limit_reached=reward.per_member_limit is not None and mine.get(reward.id, 0) >= reward.per_member_limit,
+        lock=locks.get(reward.offer_id))
         for reward in page["data"]]
     return {"data": entries, "has_more": page["has_more"], "available": available}
 

@@ -10,6 +10,7 @@ from loyalty.schemas import COUNT, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment
 
 NAMES = fields.List(fields.String(validate=validate.Length(min=1, max=128)), validate=validate.Length(max=1000))
 TIER_CODE = fields.String(validate=validate.Length(min=1, max=40))
+MAX_USES_PER_CODE = 10_000  # a code for more orders than this is a public code
 
 
 class ScopeSchema(StrictSchema):
@@ -39,6 +40,9 @@ class OfferInputSchema(StrictSchema):
     usage_limit_per_member = fields.Integer(strict=True, validate=POSITIVE_COUNT, allow_none=True)
     combines_with_points = fields.Boolean()
     combines_with_tier_discount = fields.Boolean()
+    uses_per_code = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_USES_PER_CODE), allow_none=True,
+                                   metadata={"description": "Orders one unique code may pay for (default 1; null: "
+                                                            "no limit of its own). A public code has none."})
     active = fields.Boolean()
     code = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9 -]{3,64}$"), load_only=True,
                          metadata={"description": "A public code for this offer, e.g. BLACKFRIDAY."})
@@ -67,6 +71,7 @@ class OfferSchema(Schema):
     early_access = fields.Dict()
     usage_limit_total = fields.Integer(allow_none=True)
     usage_limit_per_member = fields.Integer(allow_none=True)
+    uses_per_code = fields.Integer(allow_none=True)
     combines_with_points = fields.Boolean()
     combines_with_tier_discount = fields.Boolean()
     active = fields.Boolean()
@@ -97,6 +102,9 @@ class CodeSchema(Schema):
     member_id = fields.String(allow_none=True)
     active = fields.Boolean()
     expires_at = fields.DateTime(allow_none=True)
+    uses = fields.Integer(metadata={"description": "Uses counting now: consumed, and reserved by running checkouts."})
+    state = fields.String(metadata={"description": "unused, reserved, used, partly_used or expired."})
+    orders = fields.List(fields.String(), metadata={"description": "The orders a unique code's uses are for."})
 
 
 class CodePageSchema(Schema):
@@ -153,6 +161,21 @@ class RewardPageSchema(Schema):
     has_more = fields.Boolean()
 
 
+class CatalogRewardSchema(RewardSchema):
+    """A reward as the member sees it: locked when they could not use its coupon now."""
+
+    locked = fields.Boolean(metadata={"description": "The member could not use its coupon now: a claim is refused."})
+    locked_code = fields.String(allow_none=True, metadata={
+        "description": "Why, as the checkout's error code: tier_required, coupon_expired, coupon_not_started, "
+                       "early_access_only, usage_limit_reached."})
+    locked_reason = fields.String(allow_none=True, metadata={"description": "Why, in words."})
+
+
+class CatalogPageSchema(Schema):
+    data = fields.List(fields.Nested(CatalogRewardSchema))
+    has_more = fields.Boolean()
+
+
 class ClaimedSchema(Schema):
     reward_id = fields.String()
     code = fields.String()
@@ -166,7 +189,7 @@ class CouponOfferSchema(OfferSchema):
 
     class Meta:
         exclude = ("scope", "eligible_tiers", "early_access", "usage_limit_total", "usage_limit_per_member",
-                   "combines_with_points", "combines_with_tier_discount", "active", "created_at")
+                   "uses_per_code", "combines_with_points", "combines_with_tier_discount", "active", "created_at")
 
 
 class MemberCouponSchema(Schema):
@@ -176,6 +199,8 @@ class MemberCouponSchema(Schema):
     open = fields.Boolean()
     opens_at = fields.DateTime(allow_none=True, metadata={"description": "When it opens for this member."})
     expires_at = fields.DateTime(allow_none=True)
+    uses_left = fields.Integer(allow_none=True, metadata={
+        "description": "How many more orders this code may pay for; null: no limit of its own (a public code)."})
 
 
 class MemberCouponListSchema(Schema):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -65,7 +66,7 @@ def _check(fields: dict[str, Any]) -> None:
 def create_offer(fields: dict[str, Any]) -> Offer:
     code = fields.pop("code", None)
     _check(fields)
-    offer = Offer(**fields)
+    offer = Offer(**{"uses_per_code": 1, **fields})  # a unique code pays for one order unless the offer says so
     db.session.add(offer)
     db.session.flush()
     if code:
@@ -149,9 +150,11 @@ def list_codes(offer: Offer, *, limit: int, starting_after: str | None = None) -
 
 # --- validation ---------------------------------------------------------------------------------------
 
-def engine_offer(offer: Offer) -> engine.Offer:
-    """The engine's view of an offer; early access without hours takes each tier's own hours."""
-    hours_by_tier = dict(db.session.execute(select(Tier.code, Tier.early_access_hours)).all())
+def engine_offer(offer: Offer, hours_by_tier: dict[str, int] | None = None) -> engine.Offer:
+    """The engine's view of an offer; early access without hours takes each tier's own hours (read here
+    unless given)."""
+    if hours_by_tier is None:
+        hours_by_tier = _tier_hours()
     scope = {key: frozenset(offer.scope.get(key) or ()) for key in SCOPE_KEYS}
     return engine.Offer(
         kind=offer.kind, percent=offer.percent, amount=offer.amount, currency=offer.currency,
@@ -160,6 +163,10 @@ def engine_offer(offer: Offer) -> engine.Offer:
         early_access={tier: hours if hours is not None else hours_by_tier.get(tier, 0)
                       for tier, hours in (offer.early_access or {}).items()},
         usage_limit_total=offer.usage_limit_total, usage_limit_per_member=offer.usage_limit_per_member, **scope)
+
+
+def _tier_hours() -> dict[str, int]:
+    return dict(db.session.execute(select(Tier.code, Tier.early_access_hours)).all())
 
 
 def find_code(code: str) -> OfferCode | None:
@@ -180,6 +187,17 @@ def uses(offer: Offer, member: Member | None, now: datetime) -> tuple[int, int]:
     return total, mine
 
 
+def _limited(offer: Offer) -> bool:
+    """Whether the offer limits its uses in total or per member (what `uses` is counted for)."""
+    return offer.usage_limit_total is not None or offer.usage_limit_per_member is not None
+
+
+def code_limit(entry: OfferCode, offer: Offer) -> int | None:
+    """How many orders the code may pay for by itself: the offer's `uses_per_code` for a unique code; a public
+    code has no limit of its own (the offer's limits still apply)."""
+    return offer.uses_per_code if entry.kind == "unique" else None
+
+
 def validate(code: str, member: Member | None, cart: engine.Cart, now: datetime) -> engine.Validation:
     """Whether `code` applies to `cart` for `member` now, the discount line by line, or the exact reason."""
     return check(code, member, cart, now)[0]
@@ -197,13 +215,36 @@ def _check_entry(entry: OfferCode | None, member: Member | None, cart: engine.Ca
         return engine.validate(engine.Offer(kind="percent_off", percent=1), engine.CodeState(exists=False), cart,
                                engine.Shopper(member.id if member else None), now), None
     offer = db.session.get(Offer, entry.offer_id)
-    total, mine = uses(offer, member, now)
+    total, mine = uses(offer, member, now) if _limited(offer) else (0, 0)
     tier = tiers.current_tier(member)[0] if member else None
     state = engine.CodeState(
         exists=True, active=entry.active and offer.active, assigned_member_id=entry.member_id,
-        expires_at=entry.expires_at, uses_total=total, uses_by_member=mine)
+        expires_at=entry.expires_at, uses_total=total, uses_by_member=mine,
+        uses_of_code=_uses_of_code(entry, now), uses_per_code=code_limit(entry, offer))
     return engine.validate(engine_offer(offer), state, cart,
                            engine.Shopper(member.id if member else None, tier.code if tier else None), now), offer
+
+
+def _uses_of_code(entry: OfferCode, now: datetime) -> int:
+    """A unique code's uses that count at `now` (a public code's are the offer's)."""
+    if entry.kind != "unique":
+        return 0
+    return db.session.scalar(select(func.count()).select_from(CouponUse)
+                             .where(CouponUse.code_id == entry.id, _counting_uses(now)))
+
+
+def holder_refusals(member: Member, offer_list: list[Offer], now: datetime) -> dict[int, tuple[str, str] | None]:
+    """By offer id: the first reason `member` could not use a coupon of the offer of their own at `now`,
+    whatever the cart (`engine.holder_refusal`: tier_required, coupon_expired, coupon_not_started, ...), or
+    None. A few queries, whatever the number of offers."""
+    tier = tiers.current_tier(member)[0]
+    shopper = engine.Shopper(member.id, tier.code if tier else None)
+    total, mine = _uses_by_offer({offer.id for offer in offer_list if _limited(offer)}, member, now)
+    hours = _tier_hours()
+    return {offer.id: engine.holder_refusal(
+        engine_offer(offer, hours),
+        engine.CodeState(active=offer.active, assigned_member_id=member.id, uses_total=total.get(offer.id, 0),
+                         uses_by_member=mine.get(offer.id, 0)), shopper, now) for offer in offer_list}
 
 
 # --- reserving and consuming a use (for checkout) ------------------------------------------------------
@@ -212,17 +253,25 @@ class CouponProblem(ValidationProblem):
     """A code that does not apply, answered 422 with the engine's exact code."""
 
 
+class CodeUsedUp(CouponProblem):
+    """A unique code has no use left for a use that was released and is wanted back."""
+
+    code = engine.USAGE_LIMIT_REACHED
+
+
 def _lock_offer(offer_id: int) -> Offer:
     query = select(Offer).where(Offer.id == offer_id).execution_options(populate_existing=True)
     return db.session.scalar(for_update(query, db.session))
 
 
 def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: str, expires_at: datetime,
-            now: datetime) -> tuple[CouponUse, engine.Validation]:
-    """Hold one use of a code for a checkout. The offer row is locked while uses are counted, so the
-    last use goes to exactly one of two racing checkouts."""
+            now: datetime, order_id: str | None = None) -> tuple[CouponUse, engine.Validation]:
+    """Hold one use of a code for a checkout. A unique code's use is taken by a guarded update of its own
+    counter, so its last use goes to exactly one of any number of racing checkouts; an offer limited in total
+    or per member is locked while its uses are counted, for the same reason. A public code of an offer
+    without limits locks nothing, so its checkouts never queue."""
     entry = find_code(code)
-    if entry is not None:
+    if entry is not None and _limited(db.session.get(Offer, entry.offer_id)):
         _lock_offer(entry.offer_id)
     previous = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference))
     result, _ = _check_entry(entry, member, cart, now)
@@ -230,33 +279,85 @@ def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: s
         return previous, result
     if not result.valid:
         raise CouponProblem(result.detail, code=result.code, title="Coupon does not apply")
+    if entry.kind == "unique" and not _take_code_use(entry, now):
+        raise CouponProblem("This code was just taken by another checkout", code=engine.USAGE_LIMIT_REACHED,
+                            title="Coupon does not apply")
     use = CouponUse(offer_id=entry.offer_id, code_id=entry.id, member_id=member.id if member else None,
-                    status="reserved", reference=reference, expires_at=expires_at, created_at=now)
+                    status="reserved", reference=reference, order_id=order_id, expires_at=expires_at,
+                    created_at=now)
     db.session.add(use)
     db.session.flush()
     return use, result
 
 
+def _take_code_use(entry: OfferCode, now: datetime) -> bool:
+    """One more use of a unique code, if it has one left. The database decides: racing checkouts queue on
+    the code's row and the guard refuses all but the ones that fit. A reservation past its expiry still
+    holds its use until released, so when the code seems used up those are released first."""
+    limit = db.session.get(Offer, entry.offer_id).uses_per_code
+    return _count_code_use(entry.id, limit) or (_release_expired_uses(entry.id, now) > 0
+                                                and _count_code_use(entry.id, limit))
+
+
+def _count_code_use(code_id: int, limit: int | None) -> bool:
+    query = update(OfferCode).where(OfferCode.id == code_id).values(uses=OfferCode.uses + 1)
+    if limit is not None:
+        query = query.where(OfferCode.uses < limit)
+    return db.session.execute(query.execution_options(synchronize_session=False)).rowcount == 1
+
+
+def _give_code_use_back(code_id: int, count: int = 1) -> None:
+    db.session.execute(update(OfferCode).where(OfferCode.id == code_id, OfferCode.kind == "unique")
+                       .values(uses=OfferCode.uses - count).execution_options(synchronize_session=False))
+
+
+def _release_expired_uses(code_id: int, now: datetime) -> int:
+    """Release the code's reservations past their expiry and give their uses back; answers how many. Their
+    redemptions are released as usual later (releasing a released use changes nothing)."""
+    released = db.session.execute(
+        update(CouponUse).where(CouponUse.code_id == code_id, CouponUse.status == "reserved",
+                                CouponUse.expires_at <= now)
+        .values(status="released", resolved_at=now).execution_options(synchronize_session=False)).rowcount
+    if released:
+        _give_code_use_back(code_id, released)
+    return released
+
+
 def _locked_use(reference: str) -> CouponUse:
-    """The use, read again once its offer is locked, so its status is current."""
-    use = db.session.scalar(select(CouponUse).where(CouponUse.reference == reference))
+    """The use, locked and read again, so its status is current."""
+    query = select(CouponUse).where(CouponUse.reference == reference).execution_options(populate_existing=True)
+    use = db.session.scalar(for_update(query, db.session))
     if use is None:
         raise NotFound("No coupon use has this reference.")
-    _lock_offer(use.offer_id)
-    db.session.refresh(use)
     return use
 
 
 def consume(reference: str, *, now: datetime, even_if_released: bool = False) -> CouponUse:
     """The payment went through: the reserved use counts for good. Consuming twice is harmless.
-    `even_if_released`: the payment was made with the discount after the reservation lapsed, so the use
-    happened and counts, whatever the limits say now."""
+    `even_if_released`: the payment was made with the discount after the reservation lapsed, so the use is
+    taken again and counts whatever the offer's limits say now; but a unique code never pays for more orders
+    than it may: when its last use went to another order meanwhile, `CodeUsedUp` is raised and nothing
+    changes."""
     use = _locked_use(reference)
-    if use.status == "released" and not even_if_released:
-        raise Conflict("This coupon use was released.", code="redemption_not_held")
+    if use.status == "released":
+        if not even_if_released:
+            raise Conflict("This coupon use was released.", code="redemption_not_held")
+        entry = db.session.get(OfferCode, use.code_id)
+        if entry.kind == "unique" and not _take_code_use(entry, now):
+            raise CodeUsedUp(f"Code {entry.code} was used for {_taken_by(entry, use)} meanwhile",
+                             title="Coupon does not apply")
     if use.status != "consumed":
         use.status, use.resolved_at = "consumed", now
     return use
+
+
+def _taken_by(entry: OfferCode, released: CouponUse) -> str:
+    """Which order holds the code's last use now, as words."""
+    order_id = db.session.scalar(
+        select(CouponUse.order_id).where(CouponUse.code_id == entry.id, CouponUse.id != released.id,
+                                         CouponUse.status.in_(("reserved", "consumed")))
+        .order_by(CouponUse.id.desc()).limit(1))
+    return f"order {order_id}" if order_id else "another order"
 
 
 def release(reference: str, *, now: datetime) -> CouponUse:
@@ -266,12 +367,16 @@ def release(reference: str, *, now: datetime) -> CouponUse:
         raise Conflict("This coupon use was consumed.", code="redemption_not_held")
     if use.status == "reserved":
         use.status, use.resolved_at = "released", now
+        _give_code_use_back(use.code_id)
     return use
 
 
-def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta(days=7)) -> list[dict[str, Any]]:
+def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta(days=7),
+                   used_up: bool = False) -> list[dict[str, Any]]:
     """The member's own codes still usable, and public offers open to them now or within `soon`
-    (early access shown with the moment it opens for them)."""
+    (early access shown with the moment it opens for them). Each with `uses_left`: how many more orders the
+    code may pay for (None: no limit of its own). `used_up`: their own codes without a use left too (used, or
+    reserved by a checkout running now), with their `code_state`."""
     tier = tiers.current_tier(member)[0]
     shopper_tier = tier.code if tier else None
     rows = db.session.execute(
@@ -281,6 +386,7 @@ def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta
                or_(Offer.ends_at.is_(None), Offer.ends_at > now),
                or_(OfferCode.expires_at.is_(None), OfferCode.expires_at > now))
         .order_by(OfferCode.id)).all()
+    counted = code_uses([code for code, _ in rows if code.kind == "unique"], now)
     coupons = []
     for code, offer in rows:
         view = engine_offer(offer)
@@ -289,10 +395,69 @@ def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta
         opens_at = engine.opens_at_for(view, shopper_tier)
         if opens_at is not None and opens_at > now + soon:
             continue
+        left = uses_left(code, offer, counted.get(code.id, NO_USES))
+        if left == 0 and not used_up:
+            continue
         coupons.append({"code": code.code, "offer": offer, "assigned": code.member_id == member.id,
                         "opens_at": opens_at, "open": opens_at is None or opens_at <= now,
-                        "expires_at": min((t for t in (offer.ends_at, code.expires_at) if t), default=None)})
+                        "expires_at": min((t for t in (offer.ends_at, code.expires_at) if t), default=None),
+                        "uses_left": left, "code_state": code_state(code, offer, counted.get(code.id, NO_USES), now)})
     return coupons
+
+
+@dataclass(frozen=True)
+class CodeUses:
+    """A code's uses that count at a moment: consumed, reserved by checkouts still running, and the orders
+    they are for (a unique code's only: a public code's are too many to list)."""
+
+    consumed: int = 0
+    reserved: int = 0
+    orders: tuple[str, ...] = ()
+
+
+NO_USES = CodeUses()
+
+
+def code_uses(codes: list[OfferCode], now: datetime) -> dict[int, CodeUses]:
+    """`CodeUses` by code id, in two grouped queries whatever the number of codes."""
+    ids = [code.id for code in codes]
+    if not ids:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    for code_id, status, total in db.session.execute(
+            select(CouponUse.code_id, CouponUse.status, func.count())
+            .where(CouponUse.code_id.in_(ids), _counting_uses(now)).group_by(CouponUse.code_id, CouponUse.status)):
+        counts.setdefault(code_id, {})[status] = total
+    orders: dict[int, list[str]] = {}
+    unique_ids = [code.id for code in codes if code.kind == "unique" and code.id in counts]
+    if unique_ids:
+        for code_id, order_id in db.session.execute(
+                select(CouponUse.code_id, CouponUse.order_id)
+                .where(CouponUse.code_id.in_(unique_ids), _counting_uses(now), CouponUse.order_id.is_not(None))
+                .order_by(CouponUse.id)):
+            orders.setdefault(code_id, []).append(order_id)
+    return {code_id: CodeUses(by_status.get("consumed", 0), by_status.get("reserved", 0),
+                              tuple(orders.get(code_id, ())))
+            for code_id, by_status in counts.items()}
+
+
+def uses_left(code: OfferCode, offer: Offer, counted: CodeUses) -> int | None:
+    """How many more orders the code may pay for by itself; None: no limit of its own."""
+    limit = code_limit(code, offer)
+    return None if limit is None else max(0, limit - counted.consumed - counted.reserved)
+
+
+def code_state(code: OfferCode, offer: Offer, counted: CodeUses, now: datetime) -> str:
+    """`used` (its uses all consumed), `reserved` (a checkout holds a use of it now), `expired` (the code or
+    its offer ended), `partly_used` (used, with uses left) or `unused`."""
+    limit = code_limit(code, offer)
+    if limit is not None and counted.consumed >= limit:
+        return "used"
+    if counted.reserved:
+        return "reserved"
+    if any(end is not None and end <= now for end in (offer.ends_at, code.expires_at)):
+        return "expired"
+    return "partly_used" if counted.consumed else "unused"
 
 
 # --- what the staff console shows ----------------------------------------------------------------------
@@ -342,22 +507,25 @@ def offer_choices(*, limit: int = 200, including: str | None = None) -> list[Off
     return chosen
 
 
-def _code_rows(codes: list[OfferCode], now: datetime) -> list[dict[str, Any]]:
-    """Codes with their owner's public id and their uses that count toward the limits."""
+def _code_rows(codes: list[OfferCode], offer: Offer, now: datetime) -> list[dict[str, Any]]:
+    """Codes with their owner's public id, their uses that count toward the limits, their state (`code_state`)
+    and the orders their uses are for."""
     owner_ids = {code.member_id for code in codes if code.member_id}
     owners = dict(db.session.execute(select(Member.id, Member.public_id).where(Member.id.in_(owner_ids)))
                   .all()) if owner_ids else {}
-    code_ids = [code.id for code in codes]
-    used = dict(db.session.execute(
-        select(CouponUse.code_id, func.count()).where(CouponUse.code_id.in_(code_ids), _counting_uses(now))
-        .group_by(CouponUse.code_id)).all()) if code_ids else {}
-    return [{"code": code, "member_id": owners.get(code.member_id), "uses": used.get(code.id, 0)} for code in codes]
+    counted = code_uses(codes, now)
+    rows = []
+    for code in codes:
+        uses = counted.get(code.id, NO_USES)
+        rows.append({"code": code, "member_id": owners.get(code.member_id), "uses": uses.consumed + uses.reserved,
+                     "state": code_state(code, offer, uses, now), "orders": uses.orders})
+    return rows
 
 
 def code_page(offer: Offer, *, limit: int, starting_after: str | None = None, now: datetime) -> dict:
-    """`list_codes`, each row with its owner's public id and its uses."""
+    """`list_codes`, each row with its owner's public id, its uses, its state and their orders."""
     page = list_codes(offer, limit=limit, starting_after=starting_after)
-    return {**page, "data": _code_rows(page["data"], now)}
+    return {**page, "data": _code_rows(page["data"], offer, now)}
 
 
 def code_batches(offer: Offer, *, now: datetime, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
@@ -369,7 +537,7 @@ def code_batches(offer: Offer, *, now: datetime, batch_size: int = 1000) -> Iter
                                         .order_by(OfferCode.id).limit(batch_size)))
         if not codes:
             return
-        yield _code_rows(codes, now)
+        yield _code_rows(codes, offer, now)
         # The rows are written out; let the session forget them, or it grows with the export.
         for code in codes:
             db.session.expunge(code)
@@ -386,9 +554,9 @@ def member_wallet(member: Member, now: datetime, *, soon: timedelta = timedelta(
     """The member's coupons page. `usable`: `member_coupons` the member still has a use of, ready ones first,
     each group newest first, each with its `state` ("open" or "upcoming") and `early_access` (it opens for
     them before it opens to everyone). `past`: the ones they have no use left of ("used": their per-member
-    limit; "all_used": the offer's total limit), then their own codes that expired or were withdrawn, latest
-    first, at most `past` of those."""
-    current = member_coupons(member, now, soon=soon)
+    limit; "all_used": the offer's total limit; "used" or "reserved": the code's own uses are consumed or held
+    by a checkout), then their own codes that expired or were withdrawn, latest first, at most `past` of those."""
+    current = member_coupons(member, now, soon=soon, used_up=True)
     total, mine = _uses_by_offer({coupon["offer"].id for coupon in current}, member, now)
     usable, used = [], []
     for coupon in reversed(current):
@@ -396,7 +564,9 @@ def member_wallet(member: Member, now: datetime, *, soon: timedelta = timedelta(
         coupon["uses"] = mine.get(offer.id, 0)
         coupon["early_access"] = (coupon["opens_at"] is not None and offer.starts_at is not None
                                   and coupon["opens_at"] < offer.starts_at)
-        if offer.usage_limit_per_member is not None and coupon["uses"] >= offer.usage_limit_per_member:
+        if coupon["uses_left"] == 0:
+            used.append({**coupon, "state": coupon["code_state"]})
+        elif offer.usage_limit_per_member is not None and coupon["uses"] >= offer.usage_limit_per_member:
             used.append({**coupon, "state": "used"})
         elif offer.usage_limit_total is not None and total.get(offer.id, 0) >= offer.usage_limit_total:
             used.append({**coupon, "state": "all_used"})

@@ -33,14 +33,15 @@ from loyalty.tiers import service as tiers
 
 KIND_LABELS = {"percent_off": "Percent off", "amount_off": "Amount off", "free_shipping": "Free shipping"}
 OFFER_FLAGS = ("combines_with_points", "combines_with_tier_discount", "active")
-OFFER_NUMBERS = ("percent", "amount", "min_order_amount", "usage_limit_total", "usage_limit_per_member")
+OFFER_NUMBERS = ("percent", "amount", "min_order_amount", "usage_limit_total", "usage_limit_per_member",
+                 "uses_per_code")
 OFFER_INPUTS = ("name", "description", "kind", *OFFER_NUMBERS, "currency", *service.SCOPE_KEYS, "starts_at",
                 "ends_at", "eligible_tiers", "early_access_tiers", *OFFER_FLAGS, "code")
 REPEATED_INPUTS = ("eligible_tiers", "early_access_tiers")  # checkbox groups: every value counts
 HOURS_INPUT = "early_access_hours."  # + tier code: hours before the start for that tier; blank: the tier's own
 REWARD_INPUTS = ("offer_id", "name", "description", "points_cost", "stock", "per_member_limit", "coupon_valid_days",
                  "active")
-CSV_HEADER = ("code", "kind", "member_id", "active", "created_at", "expires_at", "uses")
+CSV_HEADER = ("code", "kind", "member_id", "active", "created_at", "expires_at", "uses", "state", "orders")
 
 
 # --- from what a browser sends to what the API's schemas take ------------------------------------------
@@ -74,7 +75,7 @@ class OfferEditForm(_OfferInputs, OfferPatchSchema):
     @pre_load
     def _blank_clears(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         cleared = {name: None for name in ("description", "percent", "amount", "currency", "starts_at", "ends_at",
-                                           "usage_limit_total", "usage_limit_per_member")}
+                                           "usage_limit_total", "usage_limit_per_member", "uses_per_code")}
         return {**cleared, "min_order_amount": 0, "eligible_tiers": [], **data}
 
 
@@ -154,7 +155,7 @@ def _offer_page(offer: Offer, problem: Problem | None = None, form: str | None =
 @staff_page(PROGRAM_WRITERS)
 def offers_new():
     if request.method == "GET":
-        defaults = {"kind": "percent_off", "active": "true", "combines_with_points": "true"}
+        defaults = {"kind": "percent_off", "active": "true", "combines_with_points": "true", "uses_per_code": "1"}
         return _offer_form(None, defaults)
     offer, problem = attempt(lambda: service.create_offer(form_data(OfferForm())))
     if problem:
@@ -252,7 +253,8 @@ def _csv_chunks(batches: Iterable[list[dict[str, Any]]]) -> Iterator[str]:
     for batch in batches:
         yield _csv_text([(row["code"].code, row["code"].kind, row["member_id"], str(row["code"].active).lower(),
                           row["code"].created_at.isoformat() if row["code"].created_at else None,
-                          row["code"].expires_at.isoformat() if row["code"].expires_at else None, row["uses"])
+                          row["code"].expires_at.isoformat() if row["code"].expires_at else None, row["uses"],
+                          row["state"], " ".join(row["orders"]))
                          for row in batch])
 
 
