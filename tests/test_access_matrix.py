@@ -92,6 +92,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "POST /v1/redemptions/{id}/cancel": CHECKOUT,
     "GET /v1/admin/tiers": MANAGERS,
     "POST /v1/admin/tiers": MANAGERS,
+    "GET /v1/admin/tiers/moves": MANAGERS,
     "GET /v1/admin/tiers/{id}": MANAGERS,
     "PATCH /v1/admin/tiers/{id}": MANAGERS,
     "GET /v1/admin/offers": MANAGERS,

@@ -50,7 +50,9 @@ def test_a_manager_adds_a_tier_and_an_offer_then_simulates_and_publishes_new_rul
     desktop.get_by_label("Threshold").fill("2000")
     look(desktop, "manager-tier-form")
     desktop.get_by_role("button", name="Add tier").click()
-    desktop.wait_for_url("**/console/tiers")
+    desktop.wait_for_url("**/console/tiers/moves")  # who the new tier would move, before the list
+    look(desktop, "manager-tier-moves")
+    desktop.get_by_role("link", name="Tiers", exact=True).click()
     assert "Gold" in desktop.locator("main table").inner_text()
     look(desktop, "manager-tiers")
 

@@ -263,6 +263,7 @@ def test_an_admin_on_a_desktop_tours_every_console_page(desktop, app, program):
     desktop.get_by_role("textbox", name="Code", exact=True).fill("Platinum!")
     tour.submit("Add tier", "tier-new-refused", 422)
     tour.visit(f"/console/tiers/{p.tier}/edit", "tier-edit")
+    tour.visit("/console/tiers/moves", "tier-moves")
 
     tour.visit("/console/rules", "rules")
     tour.visit(f"/console/rules/{p.published}", "rules-published")

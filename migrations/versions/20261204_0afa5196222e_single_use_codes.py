@@ -1,7 +1,7 @@
 """Single-use codes: an offer's uses per code, a guarded counter of each code's uses, and the order a use is for.
 
 Revision ID: 0afa5196222e
-Revises: 7c4f5d0e1a43
+Revises: a3e91c5d7b20
 Create Date: 2026-12-04 16:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0afa5196222e'
-down_revision = '7c4f5d0e1a43'
+down_revision = 'a3e91c5d7b20'
 branch_labels = None
 depends_on = None
 
