@@ -1,4 +1,4 @@
-"""Every ledger invariant of DESIGN.md, checked over the whole database in set-based SQL.
+"""Every invariant of the ledger, checked over the whole database in set-based SQL.
 
 Each check is one query that answers the breaching rows, at most `EXAMPLES` of them, with the
 total count beside each row (a window count), so a clean database costs one scan per check.

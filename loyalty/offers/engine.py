@@ -5,7 +5,7 @@ argument). Money is integer minor units and every step is exact int arithmetic: 
 once, then split over the eligible lines by the largest-remainder method, so the lines always add up to the
 total and no line is discounted below zero.
 
-Checks run in a fixed order and the first that fails names the reason (API.md error codes):
+Checks run in a fixed order and the first that fails names the reason (the API's error codes):
 coupon_invalid, coupon_expired, coupon_not_started / early_access_only, tier_required, usage_limit_reached,
 coupon_not_applicable, min_order_not_met.
 """
