@@ -76,7 +76,9 @@ def stop_stray() -> None:
 
 
 def environment(url: str) -> dict[str, str]:
-    return {**os.environ, "LOYALTY_ENV": "production", "DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET_KEY,
+    """Production settings; the login throttle shares the machine's Redis, as production must across workers."""
+    return {"LOYALTY_RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0", "LOYALTY_RATELIMIT_KEY_PREFIX": "bench",
+            **os.environ, "LOYALTY_ENV": "production", "DATABASE_URL": url, "LOYALTY_SECRET_KEY": SECRET_KEY,
             "LOYALTY_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}
 
 
