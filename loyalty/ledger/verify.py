@@ -1,4 +1,5 @@
-"""Every invariant of the ledger (and the counter unique codes are arbitrated on), checked over the whole database in
+"""Every invariant of the ledger, and the counter unique codes' uses are arbitrated on, checked over the whole
+database in set-based SQL.
 
 Each check is one query that answers the breaching rows, at most `EXAMPLES` of them, with the
 total count beside each row (a window count), so a clean database costs one scan per check.
