@@ -290,6 +290,24 @@ def test_a_tier_reached_before_the_refunded_order_is_left_to_the_evaluation_and_
     assert [(old, new) for old, new, _ in _tier_history(in_app, member)] == [("member", "gold")]
 
 
+def test_a_refund_takes_back_every_tier_reached_since_its_order_not_only_the_last(shop, make_member, summary,
+                                                                               clock, in_app):
+    with in_app():
+        for code, rank, points in (("member", 0, 0), ("silver", 1, 200), ("gold", 2, 300)):
+            tiers.create_tier({"code": code, "name": code.title(), "rank": rank, "threshold": points,
+                               "basis": "points", "window_days": 365})
+        db.session.commit()
+    member = make_member()["id"]
+    shop.order(member, "ord-1", 15_000)  # 150 points, 100 more as a first order: Silver
+    clock.travel(DAY)
+    shop.order(member, "ord-2", 6000)  # 60 more: Gold
+    assert summary(member)["tier"]["code"] == "gold"
+    shop.refund("ord-1", "re_1", 15_000)  # 60 points kept: neither Silver nor Gold was earned without it
+    assert summary(member)["tier"]["code"] == "member"
+    assert [(old, new) for old, new, _ in _tier_history(in_app, member)] == [
+        ("gold", "member"), ("silver", "gold"), ("member", "silver")]
+
+
 def test_the_referrer_lifted_into_a_tier_by_a_referral_bonus_loses_it_with_the_refund(shop, pair, summary, gold_at):
     gold_at(500)
     referrer, friend = pair

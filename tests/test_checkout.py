@@ -485,6 +485,24 @@ def test_points_do_not_pay_beside_a_coupon_that_says_so(shop, member_with, coupo
 
 # --- races (PostgreSQL) --------------------------------------------------------------------------------
 
+def test_two_first_orders_of_a_member_at_once_pay_the_first_order_bonus_once(pg):
+    with pg.app_context():
+        publish_rules({"earn": {"rates": {"usd": "1"}, "first_order_points": 100}}, at=now() - timedelta(seconds=1))
+        member_id = members.enrol(members.NewMember(email=unique_email("first")), source="test").public_id
+        db.session.commit()
+    barrier = threading.Barrier(2)
+
+    def pay(n: int) -> int:
+        with pg.app_context():
+            barrier.wait()
+            result = checkout.record_paid_order(_order(member_id, f"ord-first-{n}", 5000), now=now())
+            db.session.commit()
+            return result.order.points_earned
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert sorted(pool.map(pay, range(2))) == [50, 150]
+
+
 def test_two_first_orders_of_a_referred_member_at_once_both_earn_and_the_referral_is_paid_once(pg):
     document = {"earn": {"rates": {"usd": "1"}}, "expiry": {"policy": "rolling", "months": 12},
                 "events": {"referral": {"referrer_points": 100, "referred_points": 50}}}

@@ -258,6 +258,19 @@ def test_reviews_past_the_daily_limit_pay_nothing_until_the_next_day(publish, ma
     assert points_of(client, make_api_key, member["id"])["available"] == 200 + 60
 
 
+def test_the_daily_review_limit_counts_the_utc_day_whatever_the_offset_an_event_is_sent_with(
+        publish, make_member, client, make_api_key, stop_clock):
+    clock = stop_clock(datetime(2026, 12, 4, 1, 0, tzinfo=UTC))
+    publish({**EVENTS, "events": {**EVENTS["events"], "review": {"points": 20, "max_per_day": 1}}})
+    member = make_member()
+    clock.travel(timedelta(hours=22))
+    headers = bearer(make_api_key("members:write"))
+    assert _review(client, headers, member["id"], occurred_at="2026-12-04T02:00:00Z").get_json()["points"] == 20
+    # 10:00 UTC the same day, sent as midnight at -10:00
+    later = _review(client, headers, member["id"], occurred_at="2026-12-04T00:00:00-10:00").get_json()
+    assert later["points"] == 0
+
+
 def test_a_review_of_one_reference_pays_once_and_answers_the_same_again(publish, make_member, client, make_api_key):
     publish(EVENTS)
     member, other = make_member(), make_member()

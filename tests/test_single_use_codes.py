@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from loyalty.auth import service as auth
 from loyalty.checkout import service as checkout
@@ -307,6 +307,33 @@ def test_a_late_payment_never_uses_a_code_another_order_took_meanwhile(shop, mak
     assert redemption["problem"] == ("Paid after the hold lapsed; the coupon was not used twice: "
                                      f"Code {code} was used for order ord-other meanwhile")
     assert uses_of(in_app, code) == (1, [("released", "ord-late"), ("consumed", "ord-other")])
+
+
+def test_a_lapsed_use_released_by_a_checkout_then_by_the_sweep_is_given_back_once(shop, make_member, unique_code,
+                                                                                  in_app, stop_clock, runner):
+    clock = stop_clock(T0)
+    member, code = make_member()["id"], unique_code()
+    lapsed = shop.hold(member, code, "ord-late").get_json()
+    clock.travel(timedelta(minutes=31))
+    assert shop.hold(member, code, "ord-other").status_code == 201  # releases the lapsed use to take the code
+    with in_app():
+        assert checkout.release_expired(now()) == {"released": 1}
+    assert_problem(shop.hold(member, code), 422, "usage_limit_reached")
+    shop.post(f"/v1/redemptions/{lapsed['id']}/cancel")
+    assert uses_of(in_app, code) == (1, [("released", "ord-late"), ("reserved", "ord-other")])
+    assert "BREACH" not in runner.invoke(args=["loyalty", "ledger", "verify"]).output
+
+
+def test_ledger_verify_reports_a_code_counter_that_drifted_from_its_uses(shop, make_member, unique_code, in_app,
+                                                                          runner):
+    code = unique_code()
+    shop.pay(make_member()["id"], code)
+    with in_app():
+        db.session.execute(update(OfferCode).where(OfferCode.code == code).values(uses=0))
+        db.session.commit()
+    result = runner.invoke(args=["loyalty", "ledger", "verify"])
+    assert result.exit_code == 1
+    assert "BREACH code_uses_match_coupon_uses" in result.output
 
 
 # --- races (PostgreSQL) --------------------------------------------------------------------------------------

@@ -466,10 +466,9 @@ def _order_redemption(payload: dict[str, Any], member: Member) -> Redemption | N
 
 
 def _earn_for(order: Order, member: Member, now: datetime) -> tuple[tuple[engine.BreakdownItem, ...], str | None]:
-    if member.referred_by_id:
-        # Before asking whether this is the first order: two orders paid at once then meet here, and the
-        # second sees the first, so the referral is paid once.
-        Ledger(db.session).lock_members([member.id, member.referred_by_id])
+    # Before asking whether this is the first order: two orders paid at once then meet here, and the second
+    # sees the first, so the first-order bonus and the referral are paid once.
+    Ledger(db.session).lock_members([member.id, member.referred_by_id] if member.referred_by_id else [member.id])
     first_order = not _has_earlier_orders(member, order)
     result, version = rules.evaluate_order(member, engine_order(order), order.paid_at, exclude_order=order.id)
     txn = rules.earn(member, result, kind="earn", reference=f"order:{order.order_id}:earn", now=now,

@@ -1,4 +1,5 @@
-"""Every invariant of the ledger, checked over the whole database in set-based SQL.
+"""Every invariant of the ledger, and the counter unique codes' uses are arbitrated on, checked over the whole
+database in set-based SQL.
 
 Each check is one query that answers the breaching rows, at most `EXAMPLES` of them, with the
 total count beside each row (a window count), so a clean database costs one scan per check.
@@ -104,6 +105,14 @@ CHECKS = (
     Check("holds_resolved_once", "open holds have no resolution; captured and released ones have exactly one", """
         SELECT public_id, status, COUNT(*) OVER () FROM ledger_holds
         WHERE (status = 'held') = (resolution_transaction_id IS NOT NULL)"""),
+    # Not points, but value all the same: the counter a unique code's uses are arbitrated on.
+    Check("code_uses_match_coupon_uses",
+          "a unique code's counted uses equal its reserved and consumed coupon uses; a public code counts none", """
+        SELECT c.code, c.uses, COALESCE(u.total, 0), COUNT(*) OVER ()
+        FROM offer_codes c
+        LEFT JOIN (SELECT code_id, COUNT(*) AS total FROM coupon_uses
+                   WHERE status IN ('reserved', 'consumed') GROUP BY code_id) u ON u.code_id = c.id
+        WHERE c.uses <> CASE WHEN c.kind = 'unique' THEN COALESCE(u.total, 0) ELSE 0 END"""),
 )
 
 PROGRAM_TOTALS = """

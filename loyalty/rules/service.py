@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -139,7 +139,8 @@ def parsed(version: RuleVersion) -> dict[str, Any]:
 
 def member_context(member: Member, now: datetime, *, exclude_order: int | None = None) -> engine.MemberContext:
     """What the engine needs to know about a member, read from awards, the journal and orders."""
-    day_start = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+    # The day is UTC's whatever offset `now` was given with, or a caller could pick the day a cap counts.
+    day_start = datetime.combine(now.astimezone(UTC).date(), time(), tzinfo=UTC)
     that_day = and_(RuleAward.created_at >= day_start, RuleAward.created_at < day_start + timedelta(days=1))
     awards = db.session.execute(
         select(RuleAward.rule, func.sum(func.coalesce(RuleAward.kept, RuleAward.points)), func.count(),

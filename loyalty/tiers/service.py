@@ -207,7 +207,7 @@ def upgrade_if_qualified(member: Member, now: datetime) -> Decision | None:
 def revert_if_unqualified(member_id: int, *, since: datetime, now: datetime) -> Decision | None:
     """After a refund took points back: a tier reached since `since` (when the refunded order was paid) that
     the member no longer qualifies for was bought with points they did not keep. It goes at once, without
-    grace, back to the tier held before it (or the higher one still qualified for)."""
+    grace, back to the tier held when the order was paid (or the higher one still qualified for)."""
     tiers = all_tiers()
     if not tiers:
         return None
@@ -217,10 +217,10 @@ def revert_if_unqualified(member_id: int, *, since: datetime, now: datetime) -> 
     if row.since < since:
         return None
     [decision] = decide([member_id], tiers, {member_id: current}, now)
-    came_from = db.session.scalar(select(TierChange.from_tier_id).where(
-        TierChange.member_id == member_id, TierChange.to_tier_id == current.id)
-        .order_by(TierChange.id.desc()).limit(1))
-    target = max(decision.target, by_id.get(came_from, tiers[0]), key=lambda t: t.rank)
+    # Every tier reached since the order was paid rode on it: back to the one held before its first change since.
+    held_before = db.session.scalar(select(TierChange.from_tier_id).where(
+        TierChange.member_id == member_id, TierChange.at >= since).order_by(TierChange.id).limit(1))
+    target = max(decision.target, by_id.get(held_before, tiers[0]), key=lambda t: t.rank)
     if target.rank >= current.rank:
         return None
     decision = Decision(member_id, current, target, decision.amounts)
