@@ -48,7 +48,7 @@ def _reset_postgres(url: str) -> None:
 
 
 @contextmanager
-def _database_of_its_own(url: str, suffix: str) -> Iterator[str]:
+def database_of_its_own(url: str, suffix: str) -> Iterator[str]:
     """A fresh database beside `url`'s, named after it with `suffix`, dropped afterwards."""
     server = make_url(url)
     name = f"{server.database}_{suffix}"
@@ -78,7 +78,7 @@ def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     _refuse_unless_a_test_database(url)
-    with _database_of_its_own(url, worker) as own:
+    with database_of_its_own(url, worker) as own:
         yield own
 
 

@@ -6,12 +6,11 @@ import flask_migrate
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
 from loyalty import create_app
 from loyalty.extensions import db
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, database_of_its_own
 
 
 def test_migrated_schema_matches_the_models(app):
@@ -38,16 +37,8 @@ def scratch_database_uri(database_uri, tmp_path):
     if not database_uri.startswith("postgresql"):
         yield f"sqlite:///{tmp_path / 'scratch.db'}"
         return
-    url = make_url(database_uri)
-    scratch = f"{url.database}_scratch"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{scratch}"'))
-        connection.execute(text(f'CREATE DATABASE "{scratch}"'))
-    yield url.set(database=scratch).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
-    admin.dispose()
+    with database_of_its_own(database_uri, "scratch") as url:
+        yield url
 
 
 def test_migrations_downgrade_to_nothing_and_upgrade_again(scratch_database_uri):
