@@ -392,6 +392,24 @@ def test_nested_text_no_column_can_store_is_422_naming_where(endpoint, body, nam
     assert row_counts() == before
 
 
+# A pattern's `$` also matches before a final newline: "usd\n" must not pass as a currency (it overflows the column).
+@pytest.mark.parametrize(("endpoint", "name", "value"), [
+    pytest.param(BY_ID[path], name, value, id=f"{path} {name}")
+    for path, name, value in [
+        ("/v1/orders", "currency", "usd\n"), ("/v1/redemptions", "currency", "usd\n"),
+        ("/v1/checkout/quote", "currency", "usd\n"), ("/v1/admin/offers", "code", "TENOFF\n"),
+        ("/v1/admin/tiers", "code", "base\n"), ("/v1/members/{member}/events", "type", "review\n"),
+        ("/v1/members/{member}/events", "reference", "sku-1\n")]
+])
+def test_a_patterned_field_with_a_trailing_newline_is_422_naming_it(endpoint, name, value, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), name: value})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {name}
+    assert row_counts() == before
+
+
 # --- Updates: row counts cannot see a changed row, so the resource is read back -----------------
 
 UPDATES = [endpoint for endpoint in ENDPOINTS if endpoint.method == "PATCH"]
@@ -571,6 +589,14 @@ NOT_AN_EVENT = [
     pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600, "data": {"object": []}}',
                  id="an object that is a list"),
     pytest.param("[" * 100_000 + "]" * 100_000, id="JSON nested 100000 deep"),
+    pytest.param('{"id": "evt_1\\u0000", "type": "charge.refunded", "created": 1767225600, "data": {"object": {}}}',
+                 id="an id with a NUL"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded\\n", "created": 1767225600, "data": {"object": {}}}',
+                 id="a type with a newline"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600, '
+                 '"data": {"object": {"amount": NaN}}}', id="NaN, which is not JSON"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600, '
+                 '"data": {"object": {"amount": 1e999}}}', id="a number past any float"),
 ]
 
 
