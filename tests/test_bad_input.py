@@ -25,7 +25,7 @@ from loyalty.extensions import db
 from loyalty.offers import service as offers
 from loyalty.webhooks import outbound
 from tests import stripe_events
-from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
+from tests.conftest import PASSWORD, assert_problem, bearer, csrf_token, unique_email
 
 ONE_MIB = 1024 * 1024
 LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
@@ -764,6 +764,19 @@ def test_a_console_query_with_a_nul_is_422(path, name, console_client, row_count
     before = row_counts()
 
     response = client.get(path)
+
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("area", ["console", "account"])
+def test_a_sign_in_form_with_a_nul_in_the_email_is_422(area, app, row_counts):
+    client = app.test_client()
+    token = csrf_token(client, f"/{area}/login")
+    before = row_counts()
+
+    response = client.post(f"/{area}/login", data={"email": "ada\x00@example.com", "password": PASSWORD,
+                                                  "csrf_token": token})
 
     assert response.status_code == 422, response.get_data(as_text=True)
     assert row_counts() == before
