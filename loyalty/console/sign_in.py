@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import redirect, render_template, request, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 from marshmallow import ValidationError
 
+from loyalty.auth import sessions
 from loyalty.console.access import safe_next
 from loyalty.errors import Problem, ValidationProblem, flatten_messages
 from loyalty.extensions import db
@@ -30,7 +31,7 @@ def sign_in(*, area: str, heading: str, kind: type, authenticate: Callable[[str,
         db.session.rollback()
         return render_template("_login.html", **page, email=email, error=problem.detail), problem.status
     db.session.commit()
-    login_user(user)
+    sessions.sign_in(user)
     return redirect(target)
 
 
