@@ -769,6 +769,21 @@ def test_a_console_query_with_a_nul_is_422(path, name, console_client, row_count
     assert row_counts() == before
 
 
+@pytest.mark.parametrize("path", [
+    pytest.param("/console/rules?starting_after=9223372036854775808", id="a rule version past the column"),
+    pytest.param("/console/rules?starting_after=%C2%B2", id="a rule version that is a superscript two"),
+    pytest.param("/console/?days=%C2%B2", id="the dashboard's days, a superscript two"),
+])
+def test_a_console_number_that_is_not_one_it_can_use_is_422(path, console_client, row_counts):
+    client = console_client("admin")
+    before = row_counts()
+
+    response = client.get(path)
+
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert row_counts() == before
+
+
 @pytest.mark.parametrize("area", ["console", "account"])
 def test_a_sign_in_form_with_a_nul_in_the_email_is_422(area, app, row_counts):
     client = app.test_client()
