@@ -9,12 +9,13 @@ covered at the end.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from flask import Flask
@@ -287,6 +288,24 @@ def test_a_body_over_one_mib_is_413_payload_too_large(endpoint, post, row_counts
     response = post(json=body)
 
     assert_problem(response, 413, "payload_too_large")
+    assert row_counts() == before
+
+
+def test_a_chunked_body_over_one_mib_is_413_not_read_as_its_first_mib(live_server, make_api_key, row_counts):
+    """Without a Content-Length, werkzeug stops reading at the limit: a valid body padded past it was read as its
+    first MiB and accepted."""
+    headers = {**bearer(make_api_key("members:write")), "Content-Type": "application/json",
+               "Transfer-Encoding": "chunked"}
+    before = row_counts()
+    payload = json.dumps({"email": unique_email("chunked")}).encode() + b" " * ONE_MIB
+    connection = http.client.HTTPConnection(urlsplit(live_server).netloc, timeout=10)
+    connection.request("POST", "/v1/members", body=iter([payload[:ONE_MIB // 2], payload[ONE_MIB // 2:]]),
+                       encode_chunked=True, headers=headers)
+    response = connection.getresponse()
+    status, problem = response.status, json.loads(response.read())
+    connection.close()
+
+    assert (status, problem["code"]) == (413, "payload_too_large")
     assert row_counts() == before
 
 
