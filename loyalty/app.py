@@ -9,6 +9,7 @@ import swagger_ui_bundle
 from flask import Flask, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import event
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_config
@@ -40,6 +41,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     errors.init_app(app)
     console.init_app(app)
     app.before_request(_refuse_nul_in_urls)
+    app.before_request(_refuse_long_chunked_bodies)
     app.before_request(_require_json_bodies)
     app.before_request(refuse_cross_site_writes)
 
@@ -158,6 +160,18 @@ def _refuse_nul_in_urls():
     bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name + value})
     if bad:
         raise errors.ValidationProblem(errors={name: ["Must not contain NUL characters."] for name in bad})
+
+
+def _refuse_long_chunked_bodies():
+    """A chunked body has no Content-Length to check: werkzeug stops reading it at MAX_CONTENT_LENGTH and hands on
+    what it read as if it were all of it. One that reaches the limit is refused whole, as a longer one with a
+    Content-Length is."""
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None \
+            or "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return
+    if len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
 
 
 def _require_json_bodies():

@@ -53,6 +53,16 @@ class Moment(fields.AwareDateTime):
         return moment
 
 
+class Pattern(validate.Regexp):
+    """A regular expression the whole value must match. marshmallow's Regexp matches a prefix, and a pattern's `$`
+    also matches before a final newline: "usd\n" would pass as a currency, then overflow its column."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 class StrictSchema(Schema):
     """Input schemas reject unknown fields (marshmallow's default), stated here on purpose, and text no field
     means and no column can store: NUL characters and unpaired surrogates, at any depth."""

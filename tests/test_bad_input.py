@@ -9,12 +9,13 @@ covered at the end.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from flask import Flask
@@ -25,7 +26,7 @@ from loyalty.extensions import db
 from loyalty.offers import service as offers
 from loyalty.webhooks import outbound
 from tests import stripe_events
-from tests.conftest import PASSWORD, assert_problem, bearer, unique_email
+from tests.conftest import PASSWORD, assert_problem, bearer, csrf_token, unique_email
 
 ONE_MIB = 1024 * 1024
 LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
@@ -290,6 +291,24 @@ def test_a_body_over_one_mib_is_413_payload_too_large(endpoint, post, row_counts
     assert row_counts() == before
 
 
+def test_a_chunked_body_over_one_mib_is_413_not_read_as_its_first_mib(live_server, make_api_key, row_counts):
+    """Without a Content-Length, werkzeug stops reading at the limit: a valid body padded past it was read as its
+    first MiB and accepted."""
+    headers = {**bearer(make_api_key("members:write")), "Content-Type": "application/json",
+               "Transfer-Encoding": "chunked"}
+    before = row_counts()
+    payload = json.dumps({"email": unique_email("chunked")}).encode() + b" " * ONE_MIB
+    connection = http.client.HTTPConnection(urlsplit(live_server).netloc, timeout=10)
+    connection.request("POST", "/v1/members", body=iter([payload[:ONE_MIB // 2], payload[ONE_MIB // 2:]]),
+                       encode_chunked=True, headers=headers)
+    response = connection.getresponse()
+    status, problem = response.status, json.loads(response.read())
+    connection.close()
+
+    assert (status, problem["code"]) == (413, "payload_too_large")
+    assert row_counts() == before
+
+
 # --- Who the body names --------------------------------------------------------------------------
 
 NAMING_A_MEMBER = [endpoint for endpoint in ENDPOINTS if "member_id" in endpoint.required]
@@ -386,6 +405,24 @@ def test_text_no_column_can_store_is_422_naming_the_field(endpoint, text, post, 
 def test_nested_text_no_column_can_store_is_422_naming_where(endpoint, body, name, post, row_counts):
     before = row_counts()
     response = post(json={**endpoint.valid_body(), **body})
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert set(problem["errors"]) == {name}
+    assert row_counts() == before
+
+
+# A pattern's `$` also matches before a final newline: "usd\n" must not pass as a currency (it overflows the column).
+@pytest.mark.parametrize(("endpoint", "name", "value"), [
+    pytest.param(BY_ID[path], name, value, id=f"{path} {name}")
+    for path, name, value in [
+        ("/v1/orders", "currency", "usd\n"), ("/v1/redemptions", "currency", "usd\n"),
+        ("/v1/checkout/quote", "currency", "usd\n"), ("/v1/admin/offers", "code", "TENOFF\n"),
+        ("/v1/admin/tiers", "code", "base\n"), ("/v1/members/{member}/events", "type", "review\n"),
+        ("/v1/members/{member}/events", "reference", "sku-1\n")]
+])
+def test_a_patterned_field_with_a_trailing_newline_is_422_naming_it(endpoint, name, value, post, row_counts):
+    before = row_counts()
+    response = post(json={**endpoint.valid_body(), name: value})
 
     problem = assert_problem(response, 422, "validation_error")
     assert set(problem["errors"]) == {name}
@@ -571,6 +608,14 @@ NOT_AN_EVENT = [
     pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600, "data": {"object": []}}',
                  id="an object that is a list"),
     pytest.param("[" * 100_000 + "]" * 100_000, id="JSON nested 100000 deep"),
+    pytest.param('{"id": "evt_1\\u0000", "type": "charge.refunded", "created": 1767225600, "data": {"object": {}}}',
+                 id="an id with a NUL"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded\\n", "created": 1767225600, "data": {"object": {}}}',
+                 id="a type with a newline"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600, '
+                 '"data": {"object": {"amount": NaN}}}', id="NaN, which is not JSON"),
+    pytest.param('{"id": "evt_1", "type": "charge.refunded", "created": 1767225600, '
+                 '"data": {"object": {"amount": 1e999}}}', id="a number past any float"),
 ]
 
 
@@ -738,6 +783,34 @@ def test_a_console_query_with_a_nul_is_422(path, name, console_client, row_count
     before = row_counts()
 
     response = client.get(path)
+
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param("/console/rules?starting_after=9223372036854775808", id="a rule version past the column"),
+    pytest.param("/console/rules?starting_after=%C2%B2", id="a rule version that is a superscript two"),
+    pytest.param("/console/?days=%C2%B2", id="the dashboard's days, a superscript two"),
+])
+def test_a_console_number_that_is_not_one_it_can_use_is_422(path, console_client, row_counts):
+    client = console_client("admin")
+    before = row_counts()
+
+    response = client.get(path)
+
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("area", ["console", "account"])
+def test_a_sign_in_form_with_a_nul_in_the_email_is_422(area, app, row_counts):
+    client = app.test_client()
+    token = csrf_token(client, f"/{area}/login")
+    before = row_counts()
+
+    response = client.post(f"/{area}/login", data={"email": "ada\x00@example.com", "password": PASSWORD,
+                                                  "csrf_token": token})
 
     assert response.status_code == 422, response.get_data(as_text=True)
     assert row_counts() == before

@@ -143,3 +143,12 @@ def test_an_api_key_is_not_asked_where_it_came_from(client, make_api_key, member
 def test_a_refused_cross_site_logout_leaves_the_session_open(support):
     assert_problem(support.post("/v1/auth/logout", **FORM_POST), 403, "csrf_failed")
     assert support.get("/v1/admin/members").status_code == 200
+
+
+def test_basic_credentials_a_browser_adds_by_itself_do_not_pass_for_an_api_key(support):
+    """A browser sends cached `Authorization: Basic` (a proxy's password prompt) with another site's form post too."""
+    response = support.post("/v1/auth/logout", content_type="application/x-www-form-urlencoded",
+                            headers={**FORM_POST["headers"], "Authorization": "Basic c3RhZ2luZzpzdGFnaW5n"})
+
+    assert_problem(response, 403, "csrf_failed")
+    assert support.get("/v1/admin/members").status_code == 200

@@ -27,6 +27,7 @@ from loyalty.auth.access import require
 from loyalty.checkout.models import Order
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.idempotency import fingerprint
 from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
@@ -745,3 +746,19 @@ def test_a_chunked_retry_of_the_same_body_replays_the_first_answer(live_server, 
 
     assert (status, retry) == (201, first)
     assert row_counts() == before
+
+
+# --- What is kept of the request --------------------------------------------------------------------------
+
+def test_the_kept_fingerprint_of_a_body_with_a_password_cannot_be_recomputed_without_the_apps_secret(
+        client, make_api_key, app):
+    """A stored hash over known fields and a password is a password hash anyone with the table could test guesses
+    against at sha256's speed: keyed with the secret, it is not."""
+    body = {"email": unique_email("staff"), "role": "analyst", "password": "correct horse battery staple"}
+    headers = {**bearer(make_api_key("admin")), "Idempotency-Key": KEY}
+    assert client.post("/v1/admin/staff", json=body, headers=headers).status_code == 201
+
+    with app.app_context():
+        kept = db.session.scalar(select(StoredResponse.request_hash).where(StoredResponse.key == KEY))
+    assert kept != fingerprint("POST", "/v1/admin/staff", [], body)
+    assert client.post("/v1/admin/staff", json=body, headers=headers).headers[REPLAYED_HEADER] == "true"

@@ -152,3 +152,25 @@ def test_a_session_with_another_key_is_refused(app, member):
         session["_user_id"] = f"member:{member['id']}:{'k' * 32}"
 
     assert_problem(client.get("/v1/me"), 401, "unauthenticated")
+
+
+@pytest.mark.parametrize("area", ["console", "account"])
+def test_signing_in_starts_a_new_session_so_a_form_token_from_before_no_longer_works(app, member, make_staff, area):
+    """A token someone read from a session they planted before the sign-in cannot post forms after it."""
+    email = make_staff("admin")["email"] if area == "console" else member["email"]
+    client = app.test_client()
+    planted = csrf_token(client, f"/{area}/login")
+    assert client.post(f"/{area}/login", data={"email": email, "password": PASSWORD,
+                                               "csrf_token": planted}).status_code == 302
+
+    assert client.post(f"/{area}/logout", data={"csrf_token": planted}).status_code == 400
+    assert client.get(f"/{area}/").status_code == 200
+
+
+def test_signing_in_through_the_api_starts_a_new_session(app, member):
+    client = app.test_client()
+    planted = csrf_token(client, "/account/login")
+    assert client.post("/v1/auth/login", json={"email": member["email"], "password": PASSWORD}).status_code == 200
+
+    assert client.post("/account/logout", data={"csrf_token": planted}).status_code == 400
+    assert client.get("/v1/me").status_code == 200

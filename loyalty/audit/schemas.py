@@ -6,13 +6,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from loyalty.schemas import ListArgsSchema, Moment
+from loyalty.schemas import ListArgsSchema, Moment, Pattern
 
 
 class AuditLogArgsSchema(ListArgsSchema):
     actor_id = fields.String(validate=validate.Length(min=1, max=32),
                              metadata={"description": "A staff member's (stf_) or API key's (key_) id."})
-    table = fields.String(validate=validate.Regexp(r"^[a-z_]{1,64}$", error="A table name: a-z and _."),
+    table = fields.String(validate=Pattern(r"^[a-z_]{1,64}$", error="A table name: a-z and _."),
                           metadata={"description": "Entries that changed rows of this table, e.g. `tiers`."})
     resource_id = fields.String(validate=validate.Length(min=1, max=64),
                                 metadata={"description": "Entries that changed this row (a public id such as "

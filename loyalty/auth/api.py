@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask_login import current_user, login_user
+from flask_login import current_user
 
 from loyalty.auth import service
 from loyalty.auth.access import require
@@ -16,7 +16,7 @@ from loyalty.auth.schemas import (
     StaffListSchema,
     StaffSchema,
 )
-from loyalty.auth.sessions import sign_out
+from loyalty.auth.sessions import sign_in, sign_out
 from loyalty.auth.throttling import login_throttled
 from loyalty.extensions import Blueprint, db
 from loyalty.members import service as members
@@ -35,7 +35,7 @@ def member_login(payload: dict):
     """Sign a member in: sets the session cookie."""
     member = members.authenticate(payload["email"], payload["password"])
     db.session.commit()
-    login_user(member)
+    sign_in(member)
     return members.summary(member)
 
 
@@ -47,7 +47,7 @@ def staff_login(payload: dict):
     """Sign a staff user in: sets the session cookie."""
     staff = service.authenticate_staff(payload["email"], payload["password"])
     db.session.commit()
-    login_user(staff)
+    sign_in(staff)
     return staff
 
 

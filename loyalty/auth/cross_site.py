@@ -8,8 +8,8 @@ Two checks, on every POST, PUT, PATCH and DELETE under /v1 that carries the sess
 - `Content-Type: application/json`, even with no body: an HTML form cannot send it, and another site's script can
   only after a CORS preflight, which this app never grants.
 
-API keys are sent in a header a browser never adds by itself, so they are left alone. The console's and account
-pages' own forms are protected by Flask-WTF's CSRF tokens (`loyalty.console.web`).
+API keys are sent as Bearer tokens, which a browser never adds by itself, so they are left alone. The console's and
+account pages' own forms are protected by Flask-WTF's CSRF tokens (`loyalty.console.web`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def allowed_origins() -> set[str]:
 
 def refuse_cross_site_writes() -> None:
     """A before_request hook for the API."""
-    if request.method not in _WRITES or not request.path.startswith("/v1/") or "Authorization" in request.headers:
+    if request.method not in _WRITES or not request.path.startswith("/v1/") or _sends_an_api_key():
         return
     if current_app.config["SESSION_COOKIE_NAME"] not in request.cookies or not session:
         return  # no session: nothing a forged request could act with
@@ -48,3 +48,9 @@ def refuse_cross_site_writes() -> None:
     if request.mimetype != "application/json":
         raise CrossSiteRequest("Writes made with a session must be sent with `Content-Type: application/json`, "
                                "even without a body.")
+
+
+def _sends_an_api_key() -> bool:
+    """An API key is a Bearer token, which only a script sets. `Authorization: Basic` a browser adds by itself, to
+    another site's form post too, when it has a password for the host (a proxy's prompt, say)."""
+    return request.headers.get("Authorization", "").partition(" ")[0].lower() == "bearer"

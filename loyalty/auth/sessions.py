@@ -4,7 +4,7 @@ The session cookie is signed, not stored, so a copy saved before sign-out would 
 and staff user has a session key, written into the id flask-login keeps in the cookie (`member:<id>:<key>`); the user
 loader accepts a cookie only while its key is still the user's own, in the same query that loads the user. Rotating
 the key ends every session of that user, on every device: signing out, erasure, suspension, deactivation and a
-password change do it.
+password change do it. Signing in starts a new session; it leaves the key, and so other devices, alone.
 """
 
 from __future__ import annotations
@@ -38,6 +38,16 @@ def parse_session_id(value: str) -> tuple[str, str, str] | None:
 def end_sessions(user: HasSessions) -> None:
     """End every session `user` has open, everywhere. The caller commits."""
     user.session_key = new_session_key()
+
+
+def sign_in(user: HasSessions) -> None:
+    """Start a new session for `user`: nothing from the session before signing in (a CSRF token someone planted
+    with their own cookie, say) carries over."""
+    from flask import session
+    from flask_login import login_user
+
+    session.clear()
+    login_user(user)
 
 
 def sign_out() -> None:

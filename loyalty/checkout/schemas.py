@@ -6,9 +6,9 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from loyalty.checkout.models import CHANNELS
 from loyalty.rules.document import DecimalString
-from loyalty.schemas import MONEY, MONEY_MAX, POINTS, POSITIVE_MONEY, Moment, StrictSchema
+from loyalty.schemas import MONEY, MONEY_MAX, POINTS, POSITIVE_MONEY, Moment, Pattern, StrictSchema
 
-CURRENCY = validate.Regexp(r"^[a-z]{3}$", error="A lowercase ISO 4217 code, e.g. usd.")
+CURRENCY = Pattern(r"^[a-z]{3}$", error="A lowercase ISO 4217 code, e.g. usd.")
 MAX_LINES = 500
 
 

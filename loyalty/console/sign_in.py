@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import redirect, render_template, request, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
+from marshmallow import ValidationError
 
+from loyalty.auth import sessions
 from loyalty.console.access import safe_next
-from loyalty.errors import Problem
+from loyalty.errors import Problem, ValidationProblem, flatten_messages
 from loyalty.extensions import db
+from loyalty.members.schemas import LoginSchema
 
 
 def sign_in(*, area: str, heading: str, kind: type, authenticate: Callable[[str, str], object], home: str):
@@ -20,12 +23,22 @@ def sign_in(*, area: str, heading: str, kind: type, authenticate: Callable[[str,
     page = {"area": area, "heading": heading, "next": target}
     if request.method == "GET":
         return redirect(target) if isinstance(current_user, kind) else render_template("_login.html", **page)
-    email, password = request.form.get("email", "").strip(), request.form.get("password", "")
+    email = request.form.get("email", "").strip()
     try:
-        user = authenticate(email[:254], password[:1024])
+        credentials = _credentials(email, request.form.get("password", ""))
+        user = authenticate(credentials["email"], credentials["password"])
     except Problem as problem:
         db.session.rollback()
         return render_template("_login.html", **page, email=email, error=problem.detail), problem.status
     db.session.commit()
-    login_user(user)
+    sessions.sign_in(user)
     return redirect(target)
+
+
+def _credentials(email: str, password: str) -> dict[str, str]:
+    """The form through the API's own login schema: bounded, and free of NUL, which PostgreSQL cannot compare."""
+    try:
+        return LoginSchema().load({"email": email, "password": password})
+    except ValidationError as error:
+        raise ValidationProblem("Type your email and password again.",
+                                errors=flatten_messages(error.messages)) from None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 
 from flask import current_app
-from flask_login import current_user, login_user
+from flask_login import current_user
 
 from loyalty.auth.access import require
 from loyalty.auth.models import StaffUser
+from loyalty.auth.sessions import sign_in
 from loyalty.extensions import Blueprint, db, limiter
 from loyalty.members import service
 from loyalty.members.schemas import (
@@ -42,7 +43,7 @@ def signup(payload: dict):
     """Create a member account and sign it in."""
     member = service.enrol(service.NewMember(**payload), source="signup")
     db.session.commit()
-    login_user(member)
+    sign_in(member)
     return service.summary(member)
 
 

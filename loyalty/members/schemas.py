@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from loyalty.clock import now
 from loyalty.members.models import CONSENT_PURPOSES
 from loyalty.rules.document import StrictBoolean
-from loyalty.schemas import ListArgsSchema, Moment, StrictSchema
+from loyalty.schemas import ListArgsSchema, Moment, Pattern, StrictSchema
 
 EMAIL = {"validate": validate.Length(max=254)}
 NAME = validate.Length(min=1, max=200)
@@ -137,11 +137,11 @@ class MemberSearchArgsSchema(ListArgsSchema):
 
 
 class EventSchema(StrictSchema):
-    type = fields.String(required=True, validate=validate.Regexp(
+    type = fields.String(required=True, validate=Pattern(
         r"^(signup|birthday|review|custom:[a-z0-9_]{1,40})$",
         error="One of signup, birthday, review or custom:<name> (a-z, 0-9, _)."))
     occurred_at = Moment(allow_none=True)
-    reference = fields.String(validate=validate.Regexp(
+    reference = fields.String(validate=Pattern(
         r"^[A-Za-z0-9_.:/#-]{1,100}$", error="1 to 100 letters, digits or _ . : / # -."), metadata={
         "description": "What the event is about (the product or order reviewed): an event pays once per member and "
                        "reference; sent again, it answers what it paid the first time."})

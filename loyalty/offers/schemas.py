@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from loyalty.checkout.schemas import CURRENCY
 from loyalty.offers.models import OFFER_KINDS
-from loyalty.schemas import COUNT, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, StrictSchema
+from loyalty.schemas import COUNT, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, Pattern, StrictSchema
 
 NAMES = fields.List(fields.String(validate=validate.Length(min=1, max=128)), validate=validate.Length(max=1000))
 TIER_CODE = fields.String(validate=validate.Length(min=1, max=40))
@@ -44,7 +44,7 @@ class OfferInputSchema(StrictSchema):
                                    metadata={"description": "Orders one unique code may pay for (default 1; null: "
                                                             "no limit of its own). A public code has none."})
     active = fields.Boolean()
-    code = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9 -]{3,64}$"), load_only=True,
+    code = fields.String(validate=Pattern(r"^[A-Za-z0-9 -]{3,64}$"), load_only=True,
                          metadata={"description": "A public code for this offer, e.g. BLACKFRIDAY."})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from loyalty.errors import ValidationProblem, flatten_messages
-from loyalty.schemas import Moment, StrictSchema
+from loyalty.schemas import Moment, Pattern, StrictSchema
 
 # Bounds the spec leaves open, chosen so exact arithmetic stays cheap and sums fit a BigInteger.
 MAX_POINTS = 1_000_000_000
@@ -22,9 +22,9 @@ MAX_AMOUNT = 10**15
 MAX_DECIMAL = Decimal(1_000_000)
 MAX_PLACES = 8
 
-ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="Must be 1 to 64 letters, digits, '-' or '_'.")
-CURRENCY = validate.Regexp(r"^[a-z]{3}$", error="Must be 3 lowercase letters, an ISO currency code such as 'usd'.")
-EVENT_NAME = validate.Regexp(r"^[a-z0-9_]{1,40}$", error="Must be 1 to 40 lowercase letters, digits or '_'.")
+ID = Pattern(r"^[A-Za-z0-9_-]{1,64}$", error="Must be 1 to 64 letters, digits, '-' or '_'.")
+CURRENCY = Pattern(r"^[a-z]{3}$", error="Must be 3 lowercase letters, an ISO currency code such as 'usd'.")
+EVENT_NAME = Pattern(r"^[a-z0-9_]{1,40}$", error="Must be 1 to 40 lowercase letters, digits or '_'.")
 LABEL = validate.Length(min=1, max=200)
 POINTS = validate.Range(min=0, max=MAX_POINTS)
 POSITIVE = validate.Range(min=0, min_inclusive=False, max=MAX_DECIMAL)

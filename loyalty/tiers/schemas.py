@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from loyalty.checkout.schemas import CURRENCY
 from loyalty.rules.document import MULTIPLIER, DecimalString
-from loyalty.schemas import StrictSchema
+from loyalty.schemas import Pattern, StrictSchema
 
 
 class BenefitsSchema(StrictSchema):
@@ -18,7 +18,7 @@ class BenefitsSchema(StrictSchema):
 
 
 class TierInputSchema(StrictSchema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9_-]{1,40}$"))
+    code = fields.String(required=True, validate=Pattern(r"^[a-z0-9_-]{1,40}$"))
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     rank = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=1000))
     threshold = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10**12))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,12 +96,24 @@ def verify(payload: bytes, signature: str | None) -> Verified:
             from None
     try:
         stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
-        event = json.loads(payload)
+        event = json.loads(payload, parse_constant=_not_json, parse_float=_finite)
         envelope = EnvelopeSchema().load(event)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError, ValidationError):
         raise SignatureInvalid("The body is not a Stripe event.", code="invalid_payload") from None
     return Verified(envelope["id"], envelope["type"], datetime.fromtimestamp(envelope["created"], tz=UTC),
                     envelope["livemode"], event)
+
+
+def _not_json(constant: str) -> None:
+    """NaN and Infinity: Python reads them, but they are not JSON, and no database JSON column stores them."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999 reads as infinity, which no JSON column stores either
+        raise ValueError(f"{text} is past any float")
+    return number
 
 
 def line_items(event: Verified) -> list[dict[str, Any]] | None:

@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from loyalty.checkout.schemas import CURRENCY, MONEY
-from loyalty.schemas import ListArgsSchema, StrictSchema
+from loyalty.schemas import ListArgsSchema, Pattern, StrictSchema
 from loyalty.webhooks.models import EVENT_STATUSES
 from loyalty.webhooks.outbox import EVENT_TYPES
 
@@ -94,7 +94,7 @@ def _text(max_length: int, error: str | None = None, **options: Any) -> fields.S
 def _stripe_id(**options: Any) -> fields.String:
     """An object's id: at most 128 characters (Stripe's are under 70), so that what is derived from it fits its
     column: an order id when the metadata names none, a refund id of the charge and its amount refunded."""
-    return fields.String(validate=[validate.Length(min=1, max=128), validate.Regexp(_STRIPE_ID)], **options)
+    return fields.String(validate=[validate.Length(min=1, max=128), Pattern(_STRIPE_ID)], **options)
 
 
 def _money(**options: Any) -> fields.Integer:
@@ -115,8 +115,8 @@ class EventDataSchema(StripeObjectSchema):
 class EnvelopeSchema(StripeObjectSchema):
     """What makes a body a Stripe event at all; a signed body that lacks it is refused, not stored."""
 
-    id = fields.String(required=True, validate=[validate.Length(max=255), validate.Regexp(_STRIPE_ID)])
-    type = fields.String(required=True, validate=[validate.Length(max=100), validate.Regexp(_STRIPE_ID)])
+    id = fields.String(required=True, validate=[validate.Length(max=255), Pattern(_STRIPE_ID)])
+    type = fields.String(required=True, validate=[validate.Length(max=100), Pattern(_STRIPE_ID)])
     created = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=253_402_300_799))
     livemode = fields.Boolean(load_default=False)
     data = fields.Nested(EventDataSchema, required=True)

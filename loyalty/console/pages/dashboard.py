@@ -35,6 +35,6 @@ def _days() -> int:
     raw = request.args.get("days", "").strip()
     if not raw:
         return DEFAULT_DAYS
-    if not raw.isdigit() or len(raw) > 4:
+    if not raw.isdecimal() or len(raw) > 4:  # isdigit() would take "²", which int() refuses
         raise ValidationProblem(errors={"days": [f"Must be a whole number from 1 to {reports.MAX_DAYS}."]})
     return int(raw)

@@ -28,7 +28,7 @@ from loyalty.members import service as members
 from loyalty.rules import service
 from loyalty.rules.document import CURRENCY, EXPIRY_POLICIES
 from loyalty.rules.models import RuleVersion
-from loyalty.rules.schemas import DraftSchema, ImpactArgsSchema, PublishSchema, SimulateSchema
+from loyalty.rules.schemas import DraftSchema, ImpactArgsSchema, PublishSchema, RuleListArgsSchema, SimulateSchema
 from loyalty.schemas import refuse_deep_json
 
 T = TypeVar("T")
@@ -61,10 +61,9 @@ def _pretty(document: dict[str, Any]) -> str:
 @staff_page(READERS)
 def rules():
     args = page_args()
-    after = args["starting_after"]
-    if after is not None and not after.isdigit():
-        raise ValidationProblem(errors={"starting_after": ["Not a version in this list."]})
-    page = service.list_versions(limit=args["limit"], starting_after=int(after) if after else None)
+    # The API's own query schema: a version is a whole number that fits its column.
+    after = form_data(RuleListArgsSchema(), {"starting_after": args["starting_after"] or ""}).get("starting_after")
+    page = service.list_versions(limit=args["limit"], starting_after=after)
     current = service.in_force(now())
     return render_template("console/rules/list.html", title="Rules", page=page,
                            in_force=current.version if current else None)
