@@ -322,6 +322,29 @@ def test_the_inactivity_expiry_runs_a_batch_of_members_at_a_time(in_app, stop_cl
         assert_ledger_verifies()
 
 
+def test_one_batch_settles_due_lots_then_expires_each_idle_member_once(in_app, stop_clock):
+    """Members of one set-based batch: one plain, one whose pending lot is due to activate (settled inside the
+    batch), one with a lot past its own date (expired by date first), one active since: each idle one gets one
+    inactivity expiry, of what was available once the due lots were settled."""
+    clock = stop_clock(SINCE)
+    with in_app():
+        publish_rules(INACTIVITY, at=SINCE)
+        plain, activating, dated, active = (enrol_at(clock, SINCE) for _ in range(4))
+        for member in (plain, activating, dated, active):
+            earn(member, 10, at=T0 - 50 * DAY)
+        earn(activating, 7, at=T0 - 50 * DAY, pending_until=T0 - DAY)
+        earn(dated, 3, at=T0 - 50 * DAY, expires_at=T0 - DAY)
+        Ledger(db.session).spend(active, 1, reference="claim", description="Reward", now=T0 - DAY)
+        db.session.commit()
+
+        assert run("expire-points", T0, batch_size=10) == {"members": 4, "transactions": 4}
+
+        assert [balances(m).available for m in (plain, activating, dated, active)] == [0, 0, 0, 9]
+        expired = sorted((event.member_id, event.data["points"]) for event in events("points.expired"))
+        assert expired == sorted([(dated, 3), (plain, 10), (activating, 17), (dated, 10)])
+        assert_ledger_verifies()
+
+
 def test_the_summary_shows_when_points_expire_if_the_member_stays_inactive(in_app, stop_clock, app):
     clock = stop_clock(SINCE)
     with in_app():

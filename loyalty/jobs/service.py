@@ -67,8 +67,8 @@ def expire_points(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoin
 
 
 def _expire_inactive(idle_since: datetime, now: datetime, batch_size: int, keep_going: KeepGoing) -> dict[str, int]:
-    """A batch of members at a time, each member's points in one ledger transaction. Expired members have
-    nothing available left, so they leave the index: each batch reads only its own rows."""
+    """A batch of members at a time, set-based, each member's points in one ledger transaction. Expired members
+    have nothing available left, so they leave the index: each batch reads only its own rows."""
     # Read from the partial index on last activity, which holds only members with available points.
     idle = (select(Account.member_id)
             .where(Account.kind == "available", Account.balance > 0, Account.last_activity_at <= idle_since)
@@ -79,8 +79,7 @@ def _expire_inactive(idle_since: datetime, now: datetime, batch_size: int, keep_
         ids = list(db.session.scalars(idle))
         if not ids:
             break
-        moved = sum(ledger.expire_inactive(member_id, idle_since=idle_since, now=now) is not None
-                    for member_id in ids)
+        moved = ledger.expire_inactive(ids, idle_since=idle_since, now=now)
         db.session.commit()
         members, transactions = members + len(ids), transactions + moved
         if not moved:  # all of them were active meanwhile: never spin on the same rows

@@ -110,6 +110,16 @@ class _Movement:
 
     def write(self, member_id: int, kind: str, *, reference: str, request_hash: str, description: str,
               **fields: Any) -> JournalTransaction:
+        txn = self.journal_row(member_id, kind, reference=reference, request_hash=request_hash,
+                               description=description, **fields)
+        _flush_journal(self.ledger.session)
+        _insert_rows(self.ledger.session, [self])
+        return txn
+
+    def journal_row(self, member_id: int, kind: str, *, reference: str, request_hash: str, description: str,
+                    **fields: Any) -> JournalTransaction:
+        """Apply the legs to the locked accounts and add the journal row; its postings and lot movements
+        follow once it is flushed (`_insert_rows`), so a batch of movements flushes once."""
         member_change = 0
         for kind_of_account, amount in self.legs.items():
             account = self.accounts[kind_of_account]
@@ -118,31 +128,37 @@ class _Movement:
                 member_change += amount
                 if account.balance < 0:  # callers check first; this is the last line of defence
                     raise InsufficientPoints("The member does not have enough points.")
-        # A shortfall-only clawback moves nothing but is still recorded with two zero postings.
-        legs = self.legs or {"issued": 0, "available": 0}
-        txn = JournalTransaction(
+        self.txn = JournalTransaction(
             member_id=member_id, kind=kind, points=member_change, reference=reference,
             request_hash=request_hash, description=description[:500],
             available_after=self.accounts["available"].balance,
             pending_after=self.accounts["pending"].balance,
             held_after=self.accounts["held"].balance, created_at=self.now, **fields,
         )
-        session = self.ledger.session
-        session.add(txn)
-        try:
-            session.flush()
-        except IntegrityError:
-            # Only the reference is unique here: another member's movement already took it.
-            raise IdempotencyKeyReused("This reference was already used for another movement.") from None
-        # Core inserts of the tables: the journal's rows are never read back as objects in this unit of work,
-        # so the ORM's bulk path (and its RETURNING of ids nobody reads) is not needed.
-        session.execute(_INSERT_POSTINGS, [{"transaction_id": txn.id, "account_id": self.accounts[k].id, "amount": a}
-                                          for k, a in legs.items()])
-        movements = [{"transaction_id": txn.id, "lot_id": lot.id, "amount": amount}
-                     for lot, amount in self.lot_changes if amount]
-        if movements:
-            session.execute(_INSERT_LOT_MOVEMENTS, movements)
-        return txn
+        self.ledger.session.add(self.txn)
+        return self.txn
+
+
+def _flush_journal(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        # Only the reference is unique here: another member's movement already took it.
+        raise IdempotencyKeyReused("This reference was already used for another movement.") from None
+
+
+def _insert_rows(session: Session, movements: list[_Movement]) -> None:
+    """The postings and lot movements of flushed movements, as Core inserts of the tables: the journal's rows
+    are never read back as objects in this unit of work, so the ORM's bulk path (and its RETURNING of ids
+    nobody reads) is not needed."""
+    # A shortfall-only clawback moves nothing but is still recorded with two zero postings.
+    postings = [{"transaction_id": m.txn.id, "account_id": m.accounts[k].id, "amount": a}
+                for m in movements for k, a in (m.legs or {"issued": 0, "available": 0}).items()]
+    session.execute(_INSERT_POSTINGS, postings)
+    lot_movements = [{"transaction_id": m.txn.id, "lot_id": lot.id, "amount": amount}
+                     for m in movements for lot, amount in m.lot_changes if amount]
+    if lot_movements:
+        session.execute(_INSERT_LOT_MOVEMENTS, lot_movements)
 
 
 class Ledger:
@@ -293,6 +309,14 @@ class Ledger:
         """All of a member's due lots in one transaction: one journal row, whatever the number of lots (the
         worker expires a million lots member by member). A lot expires once: its status says so, and its
         id is the reference of the first lot's expiry."""
+        movement = self._expiry(member_id, accounts, lots, now, why)
+        _flush_journal(self.session)
+        _insert_rows(self.session, [movement])
+        return movement.txn
+
+    def _expiry(self, member_id: int, accounts: dict[str, Account], lots: list[Lot], now: datetime,
+                why: str) -> _Movement:
+        """`_expire`'s movement with its journal row added, not yet flushed."""
         movement = _Movement(self, accounts, now)
         for lot in lots:
             movement.move("available", "expired", lot.remaining)
@@ -300,28 +324,53 @@ class Ledger:
             lot.status = "expired"
         points = -movement.legs.get("available", 0)
         earned = ", ".join(sorted({f"{lot.created_at:%Y-%m-%d}" for lot in lots}))
-        return movement.write(
+        movement.journal_row(
             member_id, "expire", reference=f"expire:{lots[0].public_id}",
             request_hash=fingerprint("expire", [lot.public_id for lot in lots]),
             related_id=lots[0].transaction_id if len(lots) == 1 else None,
             description=f"{points} points expired{why} (earned {earned})")
+        return movement
 
-    def expire_inactive(self, member_id: int, *, idle_since: datetime, now: datetime) -> JournalTransaction | None:
-        """Expire every available point of a member whose last activity was at or before `idle_since` (the
-        inactivity policy), in one transaction. A member active since (checked under the lock) keeps theirs:
-        None. Pending and held points are left alone: they expire, if still idle, once available again."""
-        accounts, _ = self._lock(member_id)
-        last = accounts["available"].last_activity_at
-        if last is None or last > idle_since:
-            return None
-        # One query loads the lots for both steps, as for a spend.
-        lots = self._lots(member_id, or_(Lot.status == "active", and_(Lot.status == "pending",
-                                                                       Lot.activates_at <= now)))
-        self._settle(member_id, accounts, now, lots)
-        live = [lot for lot in lots if lot.status == "active" and lot.remaining > 0]
-        if not live:
-            return None
-        return self._expire(member_id, accounts, live, now, why=f" after no activity since {last:%Y-%m-%d}")
+    def expire_inactive(self, member_ids: list[int], *, idle_since: datetime, now: datetime) -> int:
+        """Expire every available point of each member whose last activity was at or before `idle_since` (the
+        inactivity policy), one journal transaction a member; answers how many were written. Set-based: the
+        members' accounts are locked in one statement, their lots read in one, and the journal rows, postings
+        and lot movements of the whole batch written in one each. A member active since (checked under the
+        lock) keeps theirs. Pending and held points are left alone: they expire, if still idle, once available
+        again. A member with lots due to activate or to expire by date is settled first, on their own."""
+        accounts = self._lock_many(member_ids)
+        idle = {member_id: rows["available"].last_activity_at for member_id, rows in accounts.items()
+                if rows["available"].last_activity_at is not None
+                and rows["available"].last_activity_at <= idle_since}
+        if not idle:
+            return 0
+        lots: dict[int, list[Lot]] = {member_id: [] for member_id in idle}
+        for lot in self.session.scalars(
+                select(Lot).where(Lot.member_id.in_(idle), or_(Lot.status == "active", and_(
+                    Lot.status == "pending", Lot.activates_at <= now)))
+                .order_by(Lot.member_id, Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+                .execution_options(populate_existing=True)):
+            lots[lot.member_id].append(lot)
+        movements = []
+        for member_id, last in idle.items():
+            self._settle(member_id, accounts[member_id], now, lots[member_id])  # writes only what is due
+            live = [lot for lot in lots[member_id] if lot.status == "active" and lot.remaining > 0]
+            if live:
+                movements.append(self._expiry(member_id, accounts[member_id], live, now,
+                                              f" after no activity since {last:%Y-%m-%d}"))
+        if movements:
+            _flush_journal(self.session)
+            _insert_rows(self.session, movements)
+        return len(movements)
+
+    def _lock_many(self, member_ids: list[int]) -> dict[int, dict[str, Account]]:
+        """Several members' accounts, locked in member order (as `lock_members`), by member and kind."""
+        query = (select(Account).where(Account.member_id.in_(member_ids)).order_by(Account.member_id, Account.id)
+                 .execution_options(populate_existing=True))
+        by_member: dict[int, dict[str, Account]] = {}
+        for account in self.session.scalars(for_update(query, self.session)):
+            by_member.setdefault(account.member_id, {})[account.kind] = account
+        return by_member
 
     @staticmethod
     def _active(accounts: dict[str, Account], now: datetime) -> None:
