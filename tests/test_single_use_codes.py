@@ -17,6 +17,8 @@ from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
+from loyalty.members.models import Member
+from loyalty.offers import rewards
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse, Offer, OfferCode
 from tests.conftest import PASSWORD, assert_problem, bearer, publish_rules, submit, unique_email
@@ -373,3 +375,39 @@ def test_twenty_checkouts_holding_one_code_at_once_one_holds_and_captures(pg):
         assert db.session.scalar(select(OfferCode.uses).where(OfferCode.code == code)) == 1
         assert db.session.execute(select(CouponUse.status, func.count()).group_by(CouponUse.status)).all() == [
             ("consumed", 1)]
+
+
+def test_twenty_checkouts_of_one_member_with_their_reward_coupon_at_once_capture_one(pg):
+    """The coupon a reward claim issued pays for one order, however many checkouts try it at once."""
+    with pg.app_context():
+        publish_rules(RULES, at=datetime(2026, 1, 1, tzinfo=UTC))
+        offer = offers.create_offer({"name": "Five off", "kind": "amount_off", "amount": 500, "currency": "usd"})
+        reward = rewards.create_reward({"offer_id": offer.public_id, "name": "USD 5 off", "points_cost": 500})
+        member = members.enrol(members.NewMember(email=unique_email(), password=PASSWORD), source="test")
+        Ledger(db.session).earn(member.id, 500, reference="order:welcome", description="Order", now=now())
+        _, code = rewards.claim(reward.public_id, member, reference="claim-1", now=now())
+        _, secret = auth.create_api_key(name="shop", scopes=("checkout",))
+        member_id, coupon = member.public_id, code.code
+        db.session.commit()
+    barrier = threading.Barrier(RACERS)
+
+    def check_out(n: int) -> tuple[int, str | None]:
+        client = pg.test_client()
+        barrier.wait()
+        held = client.post("/v1/redemptions", headers={**bearer(secret), "Idempotency-Key": f"reward-race-{n}"},
+                           json={"member_id": member_id, "order_id": f"ord-reward-{n}", "currency": "usd",
+                                 "amount": 5000, "coupon_code": coupon})
+        if held.status_code != 201:
+            return held.status_code, held.get_json()["code"]
+        captured = client.post(f"/v1/redemptions/{held.get_json()['id']}/capture",
+                               headers={**bearer(secret), "Idempotency-Key": f"reward-capture-{n}"})
+        return captured.status_code, captured.get_json()["status"]
+
+    with ThreadPoolExecutor(max_workers=RACERS) as pool:
+        outcomes = sorted(pool.map(check_out, range(RACERS)))
+    assert outcomes == [(200, "captured")] + [(422, "usage_limit_reached")] * (RACERS - 1)
+    with pg.app_context():
+        assert db.session.execute(select(CouponUse.status, func.count()).group_by(CouponUse.status)).all() == [
+            ("consumed", 1)]
+        assert Ledger(db.session).balances(db.session.scalar(
+            select(Member.id).where(Member.public_id == member_id))).available == 0
