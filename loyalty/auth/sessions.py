@@ -12,6 +12,11 @@ from __future__ import annotations
 import secrets
 from typing import Protocol
 
+from flask import session
+from flask_login import current_user, login_user, logout_user
+
+from loyalty.extensions import db
+
 SESSION_KEY_LENGTH = 32
 
 
@@ -43,19 +48,12 @@ def end_sessions(user: HasSessions) -> None:
 def sign_in(user: HasSessions) -> None:
     """Start a new session for `user`: nothing from the session before signing in (a CSRF token someone planted
     with their own cookie, say) carries over."""
-    from flask import session
-    from flask_login import login_user
-
     session.clear()
     login_user(user)
 
 
 def sign_out() -> None:
     """End the current request's session, and with it every other session of the same user; commits."""
-    from flask_login import current_user, logout_user
-
-    from loyalty.extensions import db
-
     user = current_user._get_current_object() if current_user.is_authenticated else None
     logout_user()
     if user is not None:
