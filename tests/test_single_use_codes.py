@@ -343,6 +343,27 @@ def test_ledger_verify_reports_a_code_counter_that_drifted_from_its_uses(shop, m
 RACERS = 20
 
 
+def race_checkouts(app, secret: str, member_ids: list[str], code: str) -> list[tuple[int, str]]:
+    """RACERS checkouts at once, the n-th for `member_ids[n]`, each holding `code` for an order of its own and
+    capturing what it held; answers each one's (status, error code or redemption status), sorted."""
+    barrier = threading.Barrier(RACERS)
+
+    def check_out(n: int) -> tuple[int, str]:
+        client = app.test_client()
+        barrier.wait()
+        held = client.post("/v1/redemptions", headers={**bearer(secret), "Idempotency-Key": f"race-{n}"}, json={
+            "member_id": member_ids[n], "order_id": f"ord-race-{n}", "currency": "usd", "amount": 5000,
+            "coupon_code": code})
+        if held.status_code != 201:
+            return held.status_code, held.get_json()["code"]
+        captured = client.post(f"/v1/redemptions/{held.get_json()['id']}/capture",
+                               headers={**bearer(secret), "Idempotency-Key": f"capture-{n}"})
+        return captured.status_code, captured.get_json()["status"]
+
+    with ThreadPoolExecutor(max_workers=RACERS) as pool:
+        return sorted(pool.map(check_out, range(RACERS)))
+
+
 def test_twenty_checkouts_holding_one_code_at_once_one_holds_and_captures(pg):
     with pg.app_context():
         publish_rules(RULES, at=datetime(2026, 1, 1, tzinfo=UTC))
@@ -353,23 +374,9 @@ def test_twenty_checkouts_holding_one_code_at_once_one_holds_and_captures(pg):
                   for _ in range(RACERS)]
         db.session.commit()
         code = db.session.scalar(select(OfferCode.code).where(OfferCode.offer_id == offer.id))
-    barrier = threading.Barrier(RACERS)
 
-    def check_out(n: int) -> tuple[int, str | None]:
-        client = pg.test_client()
-        headers = {**bearer(secret), "Idempotency-Key": f"race-{n}"}
-        barrier.wait()
-        held = client.post("/v1/redemptions", headers=headers, json={
-            "member_id": racers[n], "order_id": f"ord-race-{n}", "currency": "usd", "amount": 5000,
-            "coupon_code": code})
-        if held.status_code != 201:
-            return held.status_code, held.get_json()["code"]
-        captured = client.post(f"/v1/redemptions/{held.get_json()['id']}/capture",
-                               headers={**bearer(secret), "Idempotency-Key": f"capture-{n}"})
-        return captured.status_code, captured.get_json()["status"]
+    outcomes = race_checkouts(pg, secret, racers, code)
 
-    with ThreadPoolExecutor(max_workers=RACERS) as pool:
-        outcomes = sorted(pool.map(check_out, range(RACERS)))
     assert outcomes == [(200, "captured")] + [(422, "usage_limit_reached")] * (RACERS - 1)
     with pg.app_context():
         assert db.session.scalar(select(OfferCode.uses).where(OfferCode.code == code)) == 1
@@ -389,22 +396,9 @@ def test_twenty_checkouts_of_one_member_with_their_reward_coupon_at_once_capture
         _, secret = auth.create_api_key(name="shop", scopes=("checkout",))
         member_id, coupon = member.public_id, code.code
         db.session.commit()
-    barrier = threading.Barrier(RACERS)
 
-    def check_out(n: int) -> tuple[int, str | None]:
-        client = pg.test_client()
-        barrier.wait()
-        held = client.post("/v1/redemptions", headers={**bearer(secret), "Idempotency-Key": f"reward-race-{n}"},
-                           json={"member_id": member_id, "order_id": f"ord-reward-{n}", "currency": "usd",
-                                 "amount": 5000, "coupon_code": coupon})
-        if held.status_code != 201:
-            return held.status_code, held.get_json()["code"]
-        captured = client.post(f"/v1/redemptions/{held.get_json()['id']}/capture",
-                               headers={**bearer(secret), "Idempotency-Key": f"reward-capture-{n}"})
-        return captured.status_code, captured.get_json()["status"]
+    outcomes = race_checkouts(pg, secret, [member_id] * RACERS, coupon)
 
-    with ThreadPoolExecutor(max_workers=RACERS) as pool:
-        outcomes = sorted(pool.map(check_out, range(RACERS)))
     assert outcomes == [(200, "captured")] + [(422, "usage_limit_reached")] * (RACERS - 1)
     with pg.app_context():
         assert db.session.execute(select(CouponUse.status, func.count()).group_by(CouponUse.status)).all() == [
