@@ -485,22 +485,29 @@ def test_points_do_not_pay_beside_a_coupon_that_says_so(shop, member_with, coupo
 
 # --- races (PostgreSQL) --------------------------------------------------------------------------------
 
+def two_orders_paid_at_once(app, member_id: str) -> list[int]:
+    """Two orders of 50.00 of the member recorded at once, each in a transaction of its own; answers the points
+    each earned."""
+    barrier = threading.Barrier(2)
+
+    def pay(n: int) -> int:
+        with app.app_context():
+            barrier.wait()
+            result = checkout.record_paid_order(_order(member_id, f"ord-race-{n}", 5000), now=now())
+            db.session.commit()
+            return result.order.points_earned
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(pay, range(2)))
+
+
 def test_two_first_orders_of_a_member_at_once_pay_the_first_order_bonus_once(pg):
     with pg.app_context():
         publish_rules({"earn": {"rates": {"usd": "1"}, "first_order_points": 100}}, at=now() - timedelta(seconds=1))
         member_id = members.enrol(members.NewMember(email=unique_email("first")), source="test").public_id
         db.session.commit()
-    barrier = threading.Barrier(2)
 
-    def pay(n: int) -> int:
-        with pg.app_context():
-            barrier.wait()
-            result = checkout.record_paid_order(_order(member_id, f"ord-first-{n}", 5000), now=now())
-            db.session.commit()
-            return result.order.points_earned
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        assert sorted(pool.map(pay, range(2))) == [50, 150]
+    assert sorted(two_orders_paid_at_once(pg, member_id)) == [50, 150]
 
 
 def test_two_first_orders_of_a_referred_member_at_once_both_earn_and_the_referral_is_paid_once(pg):
@@ -513,17 +520,8 @@ def test_two_first_orders_of_a_referred_member_at_once_both_earn_and_the_referra
                                                    referral_code=referrer.referral_code), source="test")
         db.session.commit()
         referred_id = referred.public_id
-    barrier = threading.Barrier(2)
 
-    def pay(n: int) -> int:
-        with pg.app_context():
-            barrier.wait()
-            result = checkout.record_paid_order(_order(referred_id, f"ord-race-{n}", 5000), now=now())
-            db.session.commit()
-            return result.order.points_earned
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        assert list(pool.map(pay, range(2))) == [50, 50]
+    assert two_orders_paid_at_once(pg, referred_id) == [50, 50]
     with pg.app_context():
         paid = db.session.scalars(select(JournalTransaction.reference)
                                   .where(JournalTransaction.reference.like("referral:%"))).all()

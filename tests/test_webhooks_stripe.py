@@ -663,23 +663,29 @@ def test_a_payment_after_the_hold_was_released_records_a_problem_when_the_points
 
 # --- 11. redeliveries racing each other, on PostgreSQL -----------------------------------------------------
 
+def deliver_at_once(app, payload: str, times: int) -> list[tuple[int, str]]:
+    """The signed `payload` delivered `times` times at once, each on a connection of its own; answers each
+    delivery's (status code, event status)."""
+    headers = {"Content-Type": "application/json", "Stripe-Signature": se.sign(payload, SECRET)}
+    barrier = threading.Barrier(times)
+
+    def send(_: int) -> tuple[int, str]:
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(URL, data=payload, headers=headers)
+        return response.status_code, response.get_json().get("status")
+
+    with ThreadPoolExecutor(max_workers=times) as pool:
+        return list(pool.map(send, range(times)))
+
+
 def test_the_same_payment_delivered_five_times_at_once_applies_once(pg, monkeypatch):
     configure(pg, monkeypatch)
     publish_program(pg)
     shopper = enrol(pg, points=0)
     event = intent_succeeded(shopper, "ord_race", amount=5000)
     payload = se.body(event)
-    headers = {"Content-Type": "application/json", "Stripe-Signature": se.sign(payload, SECRET)}
-    barrier = threading.Barrier(5)
-
-    def send(_: int) -> tuple[int, str]:
-        client = pg.test_client()
-        barrier.wait()
-        response = client.post(URL, data=payload, headers=headers)
-        return response.status_code, response.get_json().get("status")
-
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        results = list(pool.map(send, range(5)))
+    results = deliver_at_once(pg, payload, 5)
     assert sorted(results) == [(200, "applied")] + [(200, "duplicate")] * 4
     with pg.app_context():
         assert db.session.scalar(select(func.count()).select_from(Order)) == 1
@@ -695,19 +701,10 @@ def test_a_failed_event_delivered_five_times_at_once_after_its_cause_is_fixed_ap
     publish_program(pg)
     event = intent_succeeded("mem_imported_later", "ord_race", amount=5000)
     payload = se.body(event)
-    headers = {"Content-Type": "application/json", "Stripe-Signature": se.sign(payload, SECRET)}
-    assert pg.test_client().post(URL, data=payload, headers=headers).get_json()["status"] == "failed"
+    assert deliver_at_once(pg, payload, 1) == [(200, "failed")]
     shopper = arrive_late(pg, "mem_imported_later")
-    barrier = threading.Barrier(5)
 
-    def send(_: int) -> tuple[int, str]:
-        client = pg.test_client()
-        barrier.wait()
-        response = client.post(URL, data=payload, headers=headers)
-        return response.status_code, response.get_json().get("status")
-
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        results = list(pool.map(send, range(5)))
+    results = deliver_at_once(pg, payload, 5)
     assert sorted(results) == [(200, "applied")] + [(200, "duplicate")] * 4
     assert journal_kinds(pg, shopper) == ["earn"]
     assert balances(pg, shopper) == Balances(pending=50, lifetime_earned=50)
