@@ -9,11 +9,11 @@ balances and the lots. It adds and flushes; the caller commits. No Flask here.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, cast, column, func, insert, literal, or_, select, table
+from sqlalchemy import BigInteger, and_, bindparam, cast, column, func, insert, literal, null, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,9 +52,12 @@ _BALANCES = select(Account.kind, Account.balance).where(Account.member_id == bin
 _BY_REFERENCE = select(JournalTransaction).where(JournalTransaction.reference == bindparam("reference"))
 _INSERT_POSTINGS = insert(Posting.__table__)
 _INSERT_LOT_MOVEMENTS = insert(LotMovement.__table__)
-# With what refunds could not take back, from the few rows that fell short (a partial index): still one read.
-_BALANCES_KEPT = _BALANCES.union_all(
-    select(literal("shortfall"), cast(func.coalesce(func.sum(JournalTransaction.shortfall), 0), BigInteger))
+# With what refunds could not take back, from the few rows that fell short (a partial index), and the member's
+# last activity (on their available account): still one read.
+_BALANCES_KEPT = select(Account.kind, Account.balance, Account.last_activity_at).where(
+    Account.member_id == bindparam("member_id")).union_all(
+    select(literal("shortfall"), cast(func.coalesce(func.sum(JournalTransaction.shortfall), 0), BigInteger),
+           cast(null(), Account.last_activity_at.type))
     .where(JournalTransaction.member_id == bindparam("member_id"), JournalTransaction.shortfall > 0))
 _EXPIRING = (select(Lot.expires_at, func.sum(Lot.remaining))
              .where(Lot.member_id == bindparam("member_id"), Lot.status == "active",
@@ -72,6 +75,9 @@ class Balances:
     pending: int = 0
     held: int = 0
     lifetime_earned: int = 0
+    # Read with the balances that keep what refunds took (`kept`), for the inactivity policy's expiry date; not
+    # a balance, so balances compare without it.
+    last_activity_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -215,19 +221,25 @@ class Ledger:
         """From the cached account rows: one indexed read, whatever the history's length. `lifetime_earned` is
         what was issued and not taken back; with `kept`, less what refunds could not take back either (points
         the member had spent already): what they kept."""
-        rows = dict(self.session.execute(_BALANCES_KEPT if kept else _BALANCES, {"member_id": member_id}).all())
-        return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
-                        -rows.get("issued", 0) - rows.get("shortfall", 0))
+        if not kept:
+            rows = dict(self.session.execute(_BALANCES, {"member_id": member_id}).all())
+            return Balances(rows.get("available", 0), rows.get("pending", 0), rows.get("held", 0),
+                            -rows.get("issued", 0))
+        rows = self.session.execute(_BALANCES_KEPT, {"member_id": member_id}).all()
+        balance = {kind: amount for kind, amount, _ in rows}
+        return Balances(balance.get("available", 0), balance.get("pending", 0), balance.get("held", 0),
+                        -balance.get("issued", 0) - balance.get("shortfall", 0),
+                        next((at for kind, _, at in rows if kind == "available"), None))
 
     def expiring(self, member_id: int, now: datetime, until: datetime, limit: int = 5,
-                 inactive_days: int | None = None) -> list[Expiring]:
+                 inactive_days: int | None = None, balances: Balances | None = None) -> list[Expiring]:
         """Available points that expire before `until`, soonest first, grouped by moment. Under the inactivity
         policy (`inactive_days`), every point not dated to expire sooner expires that many days after the
-        member's last activity, if they stay inactive."""
+        member's last activity, if they stay inactive: `balances`, read with `kept`, say when that was."""
         deadline = None
         if inactive_days is not None:
-            last, available = self.session.execute(select(Account.last_activity_at, Account.balance).where(
-                Account.member_id == member_id, Account.kind == "available")).one()
+            assert balances is not None, "the inactivity policy needs the member's balances and last activity"
+            available, last = balances.available, balances.last_activity_at
             deadline = max(last + timedelta(days=inactive_days), now) if available and last else None
         dated_until = deadline if deadline is not None and deadline <= until else until
         rows = self.session.execute(_EXPIRING, {"member_id": member_id, "now": now, "until": dated_until,

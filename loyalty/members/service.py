@@ -300,7 +300,7 @@ def summary(member: Member) -> dict[str, Any]:
         "points": {"available": balances.available, "pending": balances.pending, "held": balances.held,
                    "lifetime_earned": balances.lifetime_earned},
         "expiring": [{"points": e.points, "expires_at": e.expires_at} for e in ledger.expiring(
-            member.id, moment, soon, inactive_days=rules.inactivity_days(moment))],
+            member.id, moment, soon, inactive_days=rules.inactivity_days(moment), balances=balances)],
         "referral_code": member.referral_code,
         "external_id": member.external_id,
         "birthday": member.birthday,
