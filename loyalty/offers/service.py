@@ -279,7 +279,7 @@ def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: s
         return previous, result
     if not result.valid:
         raise CouponProblem(result.detail, code=result.code, title="Coupon does not apply")
-    if entry.kind == "unique" and not _take_code_use(entry, now):
+    if not _take_code_use(entry, now):
         raise CouponProblem("This code was just taken by another checkout", code=engine.USAGE_LIMIT_REACHED,
                             title="Coupon does not apply")
     use = CouponUse(offer_id=entry.offer_id, code_id=entry.id, member_id=member.id if member else None,
@@ -291,9 +291,12 @@ def reserve(code: str, member: Member | None, cart: engine.Cart, *, reference: s
 
 
 def _take_code_use(entry: OfferCode, now: datetime) -> bool:
-    """One more use of a unique code, if it has one left. The database decides: racing checkouts queue on
-    the code's row and the guard refuses all but the ones that fit. A reservation past its expiry still
-    holds its use until released, so when the code seems used up those are released first."""
+    """One more use of a unique code, if it has one left (a public code counts none of its own: the offer's
+    limits alone apply). The database decides: racing checkouts queue on the code's row and the guard refuses
+    all but the ones that fit. A reservation past its expiry still holds its use until released, so when the
+    code seems used up those are released first."""
+    if entry.kind != "unique":
+        return True
     limit = db.session.get(Offer, entry.offer_id).uses_per_code
     return _count_code_use(entry.id, limit) or (_release_expired_uses(entry.id, now) > 0
                                                 and _count_code_use(entry.id, limit))
@@ -343,7 +346,7 @@ def consume(reference: str, *, now: datetime, even_if_released: bool = False) ->
         if not even_if_released:
             raise Conflict("This coupon use was released.", code="redemption_not_held")
         entry = db.session.get(OfferCode, use.code_id)
-        if entry.kind == "unique" and not _take_code_use(entry, now):
+        if not _take_code_use(entry, now):
             raise CodeUsedUp(f"Code {entry.code} was used for {_taken_by(entry, use)} meanwhile",
                              title="Coupon does not apply")
     if use.status != "consumed":
@@ -387,9 +390,10 @@ def member_coupons(member: Member, now: datetime, *, soon: timedelta = timedelta
                or_(OfferCode.expires_at.is_(None), OfferCode.expires_at > now))
         .order_by(OfferCode.id)).all()
     counted = code_uses([code for code, _ in rows if code.kind == "unique"], now)
+    hours = _tier_hours()
     coupons = []
     for code, offer in rows:
-        view = engine_offer(offer)
+        view = engine_offer(offer, hours)
         if view.eligible_tiers and shopper_tier not in view.eligible_tiers:
             continue
         opens_at = engine.opens_at_for(view, shopper_tier)
@@ -418,8 +422,9 @@ class CodeUses:
 NO_USES = CodeUses()
 
 
-def code_uses(codes: list[OfferCode], now: datetime) -> dict[int, CodeUses]:
-    """`CodeUses` by code id, in two grouped queries whatever the number of codes."""
+def code_uses(codes: list[OfferCode], now: datetime, *, with_orders: bool = False) -> dict[int, CodeUses]:
+    """`CodeUses` by code id, in one grouped query whatever the number of codes; `with_orders`, their orders
+    too, in a second."""
     ids = [code.id for code in codes]
     if not ids:
         return {}
@@ -429,7 +434,7 @@ def code_uses(codes: list[OfferCode], now: datetime) -> dict[int, CodeUses]:
             .where(CouponUse.code_id.in_(ids), _counting_uses(now)).group_by(CouponUse.code_id, CouponUse.status)):
         counts.setdefault(code_id, {})[status] = total
     orders: dict[int, list[str]] = {}
-    unique_ids = [code.id for code in codes if code.kind == "unique" and code.id in counts]
+    unique_ids = [code.id for code in codes if code.kind == "unique" and code.id in counts] if with_orders else []
     if unique_ids:
         for code_id, order_id in db.session.execute(
                 select(CouponUse.code_id, CouponUse.order_id)
@@ -513,7 +518,7 @@ def _code_rows(codes: list[OfferCode], offer: Offer, now: datetime) -> list[dict
     owner_ids = {code.member_id for code in codes if code.member_id}
     owners = dict(db.session.execute(select(Member.id, Member.public_id).where(Member.id.in_(owner_ids)))
                   .all()) if owner_ids else {}
-    counted = code_uses(codes, now)
+    counted = code_uses(codes, now, with_orders=True)
     rows = []
     for code in codes:
         uses = counted.get(code.id, NO_USES)
