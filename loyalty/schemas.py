@@ -33,7 +33,7 @@ EARLIEST_YEAR, LATEST_YEAR = 2000, 2099
 TEXT_MESSAGE = "Must not contain NUL characters or unpaired surrogates."
 # A JSON string holds only whole characters once decoded: any surrogate left is a lone one (e.g. "\ud800"), which
 # UTF-8, and so the database, cannot encode. NUL PostgreSQL text cannot hold.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # No input is nested anywhere near this deep (a rules document is five levels); the limit keeps a body of
 # "[[[[..." from exhausting the parser's recursion, and every recursion after it.
@@ -81,11 +81,11 @@ def _unstorable_in(value: Any) -> Any:
     """Where in `value` a string (a key included) holds NUL or a lone surrogate, as marshmallow nests messages:
     `["..."]` for a string, `{key or index: ...}` inside objects and lists; None when nowhere."""
     if isinstance(value, str):
-        return [TEXT_MESSAGE] if _UNSTORABLE.search(value) else None
+        return [TEXT_MESSAGE] if UNSTORABLE.search(value) else None
     if isinstance(value, Mapping | list):
         found = {}
         for key, item in value.items() if isinstance(value, Mapping) else enumerate(value):
-            where = [TEXT_MESSAGE] if isinstance(key, str) and _UNSTORABLE.search(key) else _unstorable_in(item)
+            where = [TEXT_MESSAGE] if isinstance(key, str) and UNSTORABLE.search(key) else _unstorable_in(item)
             if where:
                 found[key] = where
         return found or None

@@ -194,8 +194,7 @@ class Ledger:
     def lock_members(self, member_ids: list[int]) -> None:
         """Lock several members' accounts at once, in member order, before a movement that touches
         them all (a referral pays two members): two such movements can never wait on each other."""
-        self.session.execute(for_update(select(Account.id).where(Account.member_id.in_(member_ids))
-                                        .order_by(Account.member_id, Account.id), self.session))
+        self._lock_many(member_ids)
 
     def _replay(self, reference: str, request_hash: str) -> JournalTransaction | None:
         txn = self.session.scalar(_BY_REFERENCE, {"reference": reference})
@@ -316,18 +315,18 @@ class Ledger:
             done.append(self._expire(member_id, accounts, expiring, now))
         return done
 
-    def _expire(self, member_id: int, accounts: dict[str, Account], lots: list[Lot], now: datetime,
-                why: str = "") -> JournalTransaction:
+    def _expire(self, member_id: int, accounts: dict[str, Account], lots: list[Lot], now: datetime
+                ) -> JournalTransaction:
         """All of a member's due lots in one transaction: one journal row, whatever the number of lots (the
         worker expires a million lots member by member). A lot expires once: its status says so, and its
         id is the reference of the first lot's expiry."""
-        movement = self._expiry(member_id, accounts, lots, now, why)
+        movement = self._expiry(member_id, accounts, lots, now)
         _flush_journal(self.session)
         _insert_rows(self.session, [movement])
         return movement.txn
 
     def _expiry(self, member_id: int, accounts: dict[str, Account], lots: list[Lot], now: datetime,
-                why: str) -> _Movement:
+                why: str = "") -> _Movement:
         """`_expire`'s movement with its journal row added, not yet flushed."""
         movement = _Movement(self, accounts, now)
         for lot in lots:
@@ -376,7 +375,7 @@ class Ledger:
         return len(movements)
 
     def _lock_many(self, member_ids: list[int]) -> dict[int, dict[str, Account]]:
-        """Several members' accounts, locked in member order (as `lock_members`), by member and kind."""
+        """Several members' accounts, locked in member order, by member and kind."""
         query = (select(Account).where(Account.member_id.in_(member_ids)).order_by(Account.member_id, Account.id)
                  .execution_options(populate_existing=True))
         by_member: dict[int, dict[str, Account]] = {}

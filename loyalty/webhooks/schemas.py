@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from loyalty.checkout.schemas import CURRENCY, MONEY
-from loyalty.schemas import ListArgsSchema, Pattern, StrictSchema
+from loyalty.schemas import UNSTORABLE, ListArgsSchema, Pattern, StrictSchema
 from loyalty.webhooks.models import EVENT_STATUSES
 from loyalty.webhooks.outbox import EVENT_TYPES
 
@@ -77,13 +77,12 @@ class DeliveryPageSchema(Schema):
 # stored as a failed event with the schema's reasons, never a 500. Bounds are those of the columns the values
 # end up in (an order_id in orders.order_id, a PaymentIntent id in orders.payment_intent_id).
 
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # Stripe's ids and event types: printable ASCII without spaces.
 _STRIPE_ID = re.compile(r"[\x21-\x7e]+")
 
 
 def _storable(value: str) -> None:
-    if _UNSTORABLE.search(value):
+    if UNSTORABLE.search(value):
         raise ValidationError("Must not contain NUL characters or lone surrogates.")
 
 
