@@ -149,8 +149,13 @@ def member_context(member: Member, now: datetime, *, exclude_order: int | None =
     campaign_points = {rule.removeprefix("campaign."): int(points) for rule, points, *_ in awards
                        if rule.startswith("campaign.")}
     # Awards are named "event.review" or "event.custom.<name>"; the engine counts "review", "custom:<name>".
-    events = [(rule.removeprefix("event.").replace("custom.", "custom:", 1), count, int(today or 0))
-              for rule, _, count, _, today in awards if rule.startswith("event.")]
+    event_counts, events_today = {}, {}
+    for rule, _, count, _, today in awards:
+        if rule.startswith("event."):
+            event = rule.removeprefix("event.").replace("custom.", "custom:", 1)
+            event_counts[event] = count
+            if today:
+                events_today[event] = int(today)
     last_birthday = next((at for rule, _, _, at, _ in awards if rule == "event.birthday"), None)
     earned_today = db.session.scalar(
         select(func.coalesce(func.sum(JournalTransaction.points), 0))
@@ -164,10 +169,9 @@ def member_context(member: Member, now: datetime, *, exclude_order: int | None =
         tier=tier.code if tier else None, tier_multiplier=tier.earn_multiplier if tier else Decimal(1),
         birthday=member.birthday, earned_today=int(earned_today),
         campaign_points=campaign_points, orders_paid=db.session.scalar(orders),
-        event_counts={event: count for event, count, _ in events},
-        events_today={event: today for event, _, today in events if today},
+        event_counts=event_counts, events_today=events_today,
         last_birthday_award=last_birthday.date() if last_birthday else None,
-        referrals_rewarded=next((count for event, count, _ in events if event == "referral_referrer"), 0),
+        referrals_rewarded=event_counts.get("referral_referrer", 0),
     )
 
 

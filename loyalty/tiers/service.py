@@ -319,8 +319,8 @@ def preview(now: datetime, *, limit: int = 20, starting_after: str | None = None
                 if decision.member_id > after and len(listed) <= limit:
                     listed.append((decision, verdict))
     moves["has_more"] = len(listed) > limit
-    people = dict(db.session.execute(select(Member.id, Member).where(
-        Member.id.in_([d.member_id for d, _ in listed[:limit]]))).all())
+    shown = [d.member_id for d, _ in listed[:limit]]
+    people = dict(db.session.execute(select(Member.id, Member).where(Member.id.in_(shown))).all()) if shown else {}
     moves["data"] = [{"member": people[d.member_id], "from_tier": d.current, "to_tier": d.target,
                       "direction": verdict} for d, verdict in listed[:limit]]
     return moves
