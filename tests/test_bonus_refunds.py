@@ -1,11 +1,14 @@
 """Bonuses an order triggers (the referral, for both sides) follow that order: pending for its return window,
 taken back, through the ledger, when it is fully refunded or its dispute is lost."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from loyalty.auth import service as auth
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
@@ -15,7 +18,7 @@ from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.tiers import service as tiers
-from tests.conftest import bearer, publish_rules
+from tests.conftest import bearer, publish_rules, unique_email
 
 # One point per dollar, pending 14 days; a referral pays 500 to the referrer and 250 to the friend.
 RULES = {"earn": {"rates": {"usd": "1"}, "pending_days": 14, "first_order_points": 100},
@@ -329,3 +332,37 @@ def test_a_spend_tier_reached_with_an_order_goes_with_its_refund(shop, make_memb
     assert summary(member)["tier"]["code"] == "gold"
     shop.refund("ord-1", "re_1", 1)  # USD 49.99 kept
     assert summary(member)["tier"]["code"] == "member"
+
+
+# --- races (PostgreSQL) --------------------------------------------------------------------------------------
+
+def test_the_two_refunds_that_complete_an_order_at_once_take_its_bonuses_back_once(pg, clock):
+    """Each half refunded at the same moment: whichever completes the order takes both bonuses back, once."""
+    with pg.app_context():
+        publish_rules(RULES, at=T0 - timedelta(seconds=1))
+        referrer = members.enrol(members.NewMember(email=unique_email("referrer")), source="test")
+        friend = members.enrol(members.NewMember(email=unique_email("friend"), referral_code=referrer.referral_code),
+                               source="test")
+        _, secret = auth.create_api_key(name="shop", scopes=("checkout",))
+        db.session.commit()
+        people = (referrer.id, friend.id)
+    paid = pg.test_client().post("/v1/orders", headers=bearer(secret), json={
+        "order_id": "ord-refer", "member_id": friend.public_id, "currency": "usd", "lines": LINES,
+        "total_amount": 5000})
+    assert paid.status_code == 201
+    barrier = threading.Barrier(2)
+
+    def refund_half(n: int) -> int:
+        client = pg.test_client()
+        barrier.wait()
+        return client.post("/v1/orders/ord-refer/refunds", headers=bearer(secret),
+                           json={"refund_id": f"rfd-half-{n}", "amount": 2500}).status_code
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(refund_half, range(2))) == [201, 201]
+    with pg.app_context():
+        taken_back = db.session.scalars(select(JournalTransaction.member_id).where(
+            JournalTransaction.kind == "clawback", JournalTransaction.reference.like("refund:%:clawback:%"))).all()
+        assert sorted(taken_back) == sorted(people)  # each side's bonus, once
+        assert [Ledger(db.session).balances(member_id) for member_id in people] == [Balances(), Balances()]
+        assert [r.name for r in verify(db.session) if not r.ok] == []
