@@ -59,7 +59,7 @@ class Account(Base):
     kind: Mapped[str] = mapped_column(String(16))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     # On the member's `available` account only (None on the others): their last activity, an earn or a
-    # redemption (see `Ledger`), or their enrolment. Under the inactivity policy, points expire a number of
+    # redemption (see `service._active`), or their enrolment. Under the inactivity policy, points expire a number of
     # days after it.
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
