@@ -34,8 +34,8 @@ from loyalty.errors import (
 )
 from loyalty.extensions import db
 from loyalty.idempotency import fingerprint
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Hold, JournalTransaction
-from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import engine as offer_engine
@@ -168,7 +168,7 @@ def quote(payload: dict[str, Any], *, now: datetime) -> dict[str, Any]:
     validation, offer = offers.check(code, member, cart, now) if code else (None, None)
     program = Program.for_member(member, now)
     pricing = _pricing(program, cart, max(0, subtotal), code, validation, offer)
-    available = Ledger(db.session).balances(member.id).available
+    available = ledger.balances(member.id).available
     redeem = program.redeem(pricing.payable_before_points, currency, 0 if pricing.points_refusal else available)
     answer_redeem: dict[str, Any] = {"max_points": redeem.max_points, "value_per_point": redeem.value_per_point,
                                      "max_discount_amount": redeem.max_discount_amount,
@@ -263,7 +263,7 @@ def create_redemption(payload: dict[str, Any], *, now: datetime, hold_for: timed
         redemption.points = points
         redemption.points_discount_amount = program.points_value(points, payload["currency"])
         # The hold first, so the redemption is inserted once, already pointing at it.
-        redemption.hold_id = Ledger(db.session).hold(
+        redemption.hold_id = ledger.hold(
             member.id, points, reference=f"redemption:{redemption.public_id}", expires_at=redemption.expires_at,
             now=now, order_id=redemption.order_id, description=f"Points held for order {redemption.order_id}").id
     set_committed_value(redemption, "member", member)  # the answer names the member: no second read
@@ -293,7 +293,7 @@ def _capture(redemption: Redemption, *, now: datetime, paid_at: datetime) -> Non
     if redemption.coupon_code:  # the coupon's rows before the member's: the order every checkout locks in
         redemption.problem = _consume_coupon(redemption, now=now)
     if (hold := _hold(redemption)) is not None:
-        Ledger(db.session).capture(hold, now=now, paid_at=paid_at)
+        ledger.capture(hold, now=now, paid_at=paid_at)
     redemption.status, redemption.resolved_at = "captured", now
     _captured(redemption)
 
@@ -319,7 +319,7 @@ def _release(redemption: Redemption, *, now: datetime, reason: str) -> None:
     if redemption.coupon_code:
         offers.release(redemption.coupon_reference, now=now)
     if (hold := _hold(redemption)) is not None:
-        Ledger(db.session).release(hold, now=now, reason=reason)
+        ledger.release(hold, now=now, reason=reason)
     redemption.status, redemption.release_reason, redemption.resolved_at = "released", reason, now
 
 
@@ -378,7 +378,6 @@ def _consume_coupon(redemption: Redemption, *, now: datetime) -> str | None:
 
 
 def _take_again(redemption: Redemption, *, now: datetime) -> None:
-    ledger = Ledger(db.session)
     coupon_problem = _consume_coupon(redemption, now=now) if redemption.coupon_code else None
     redemption.problem = coupon_problem
     if redemption.points:
@@ -468,7 +467,7 @@ def _order_redemption(payload: dict[str, Any], member: Member) -> Redemption | N
 def _earn_for(order: Order, member: Member, now: datetime) -> tuple[tuple[engine.BreakdownItem, ...], str | None]:
     # Before asking whether this is the first order: two orders paid at once then meet here, and the second
     # sees the first, so the first-order bonus and the referral are paid once.
-    Ledger(db.session).lock_members([member.id, member.referred_by_id] if member.referred_by_id else [member.id])
+    ledger.lock_members([member.id, member.referred_by_id] if member.referred_by_id else [member.id])
     first_order = not _has_earlier_orders(member, order)
     result, version = rules.evaluate_order(member, engine_order(order), order.paid_at, exclude_order=order.id)
     txn = rules.earn(member, result, kind="earn", reference=f"order:{order.order_id}:earn", now=now,
@@ -510,7 +509,7 @@ def _bonuses(order: Order) -> list[JournalTransaction]:
         JournalTransaction.order_id == order.order_id, JournalTransaction.kind == "bonus",
         ~select(reversal.id).where(reversal.reverses_id == JournalTransaction.id).exists())))
     if bonuses:
-        Ledger(db.session).lock_members(sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}))
+        ledger.lock_members(sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}))
     return bonuses
 
 
@@ -587,8 +586,8 @@ def _claw_back(order: Order, row: Refund, refunded: int, now: datetime) -> None:
     if points <= 0 or order.earn_transaction_id is None:
         return
     earn = db.session.get(JournalTransaction, order.earn_transaction_id)
-    txn = Ledger(db.session).clawback(earn, points, reference=f"refund:{row.public_id}:clawback", now=now,
-                                      description=f"Refund of order {order.order_id}")
+    txn = ledger.clawback(earn, points, reference=f"refund:{row.public_id}:clawback", now=now,
+                          description=f"Refund of order {order.order_id}")
     row.points_clawed_back, row.shortfall = points, txn.shortfall
     order.points_clawed_back += points
 
@@ -596,7 +595,6 @@ def _claw_back(order: Order, row: Refund, refunded: int, now: datetime) -> None:
 def _claw_back_bonuses(order: Order, bonuses: list[JournalTransaction], row: Refund, now: datetime) -> None:
     """A bonus is all or nothing: a partial refund leaves it, the full refund takes all of it back, from
     everyone it paid (what they already spent is their shortfall)."""
-    ledger = Ledger(db.session)
     for bonus in bonuses:
         ledger.clawback(bonus, bonus.points, reference=f"refund:{row.public_id}:clawback:{bonus.public_id}", now=now,
                         description=f"Order {order.order_id} was refunded: {bonus.description}")
@@ -610,8 +608,8 @@ def _restore(order: Order, row: Refund, refunded: int, now: datetime) -> None:
     points = _share(hold.amount, refunded, order.total_amount) - order.points_restored
     if points <= 0:
         return
-    Ledger(db.session).restore(hold, points, reference=f"refund:{row.public_id}:restore", now=now,
-                               description=f"Refund of order {order.order_id}: {points} redeemed points back")
+    ledger.restore(hold, points, reference=f"refund:{row.public_id}:restore", now=now,
+                   description=f"Refund of order {order.order_id}: {points} redeemed points back")
     row.points_restored = points
     order.points_restored += points
 
@@ -626,7 +624,7 @@ def refunded_by(order: Order, source: str) -> int:
 def open_dispute(order: Order) -> None:
     """A disputed payment: the order's points still pending stay pending until the dispute closes."""
     order.dispute_status = "open"
-    ledger, bonuses = Ledger(db.session), _bonuses(order)
+    bonuses = _bonuses(order)
     if order.earn_transaction_id:
         ledger.freeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id))
     for bonus in bonuses:
@@ -635,7 +633,7 @@ def open_dispute(order: Order) -> None:
 
 def close_dispute(order: Order, *, dispute_id: str, lost: bool, amount: int, now: datetime) -> None:
     """Won: the points go on as before. Lost: the money went back, so the points follow it like a refund."""
-    ledger, bonuses = Ledger(db.session), _bonuses(order)
+    bonuses = _bonuses(order)
     if order.earn_transaction_id and order.pending_until:
         ledger.unfreeze_pending(db.session.get(JournalTransaction, order.earn_transaction_id), order.pending_until)
     for bonus in bonuses:  # they share the order's return window

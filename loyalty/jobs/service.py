@@ -21,8 +21,8 @@ from loyalty.batches import KeepGoing, always
 from loyalty.checkout import service as checkout
 from loyalty.extensions import db
 from loyalty.jobs.models import ExpiryReminder
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, Lot
-from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
 from loyalty.rules import service as rules
 from loyalty.rules.models import RuleAward
@@ -35,7 +35,6 @@ def _settle_members(due_lots: Select, now: datetime, batch_size: int, keep_going
     members at a time. Settled lots leave the query, so each batch reads only its own rows of the index,
     however many lots are due."""
     members = transactions = 0
-    ledger = Ledger(db.session)
     while keep_going():
         ids = list(dict.fromkeys(db.session.scalars(due_lots.limit(batch_size * 10))))[:batch_size]
         if not ids:
@@ -73,7 +72,6 @@ def _expire_inactive(idle_since: datetime, now: datetime, batch_size: int, keep_
     idle = (select(Account.member_id)
             .where(Account.kind == "available", Account.balance > 0, Account.last_activity_at <= idle_since)
             .order_by(Account.last_activity_at, Account.member_id).limit(batch_size))
-    ledger = Ledger(db.session)
     members = transactions = 0
     while keep_going():
         ids = list(db.session.scalars(idle))

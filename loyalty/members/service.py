@@ -17,8 +17,8 @@ from loyalty.clock import now
 from loyalty.db import for_update, random_string
 from loyalty.errors import Conflict, NotFound, Problem, ValidationProblem
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account
-from loyalty.ledger.service import Ledger
 from loyalty.members.models import CONSENT_PURPOSES, Member, MemberConsent
 from loyalty.pagination import paginate
 from loyalty.rules import service as rules
@@ -88,7 +88,7 @@ def enrol(new: NewMember, *, source: str) -> Member:
         except IntegrityError:
             _raise_if_taken(new)
             continue  # only the random referral code collided: draw another
-        Ledger(db.session).open_accounts(member.id, now())
+        ledger.open_accounts(member.id, now())
         outbox.emit("member.created", {"source": source, "referred": referrer is not None}, member_id=member.id)
         rules.award_event(member, "signup", now=now(), reference=f"signup:{member.public_id}")
         if new.marketing_consent is not None:
@@ -255,13 +255,13 @@ def set_status(member: Member, status: str) -> Member:
 
 
 def transactions(member: Member, *, limit: int, starting_after: str | None = None) -> dict:
-    return Ledger(db.session).history(member.id, limit=limit, starting_after=starting_after)
+    return ledger.history(member.id, limit=limit, starting_after=starting_after)
 
 
 def adjust_points(member: Member, points: int, reason: str, *, reference: str, staff_id: int | None,
                   expires_at: datetime | None = None):
-    return Ledger(db.session).adjust(member.id, points, reason=reason, reference=reference, now=now(),
-                                     staff_id=staff_id, expires_at=expires_at)
+    return ledger.adjust(member.id, points, reason=reason, reference=reference, now=now(),
+                         staff_id=staff_id, expires_at=expires_at)
 
 
 EVENT_TYPES = ("signup", "birthday", "review")
@@ -287,7 +287,6 @@ def record_event(member: Member, event: str, *, occurred_at: datetime | None, re
 def summary(member: Member) -> dict[str, Any]:
     """The member summary of the API contract. Points come from the ledger's cached balances,
     never from summing history; the tier and the way to the next one from tiers."""
-    ledger = Ledger(db.session)
     balances = ledger.balances(member.id, kept=True)  # refunds take back even the points already spent
     moment = now()
     soon = moment + timedelta(days=current_app.config["EXPIRING_SOON_DAYS"])

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from loyalty.db import for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members.models import Member
 from loyalty.offers import service as offers
 from loyalty.offers.models import Offer, OfferCode, Reward, RewardClaim
@@ -73,8 +73,8 @@ def claim(reward_public_id: str, member: Member, *, reference: str, now: datetim
         raise Conflict("This reward is sold out.", code="reward_sold_out")
     if reward.per_member_limit is not None and claimed_by(reward, member) >= reward.per_member_limit:
         raise Conflict("You have claimed this reward as many times as allowed.", code="reward_limit_reached")
-    txn = Ledger(db.session).spend(member.id, reward.points_cost, reference=f"reward:{reference}", now=now,
-                                   description=f"Reward: {reward.name}")
+    txn = ledger.spend(member.id, reward.points_cost, reference=f"reward:{reference}", now=now,
+                       description=f"Reward: {reward.name}")
     expires_at = now + timedelta(days=reward.coupon_valid_days)
     offers.generate_codes(offer, 1, member_ids=[member.id], expires_at=expires_at)
     code = db.session.scalar(select(OfferCode).where(OfferCode.offer_id == offer.id, OfferCode.member_id == member.id)
@@ -135,7 +135,7 @@ def catalog_for(member: Member, *, limit: int, starting_after: str | None = None
     query = select(Reward).join(Offer, Offer.id == Reward.offer_id).where(Reward.active.is_(True),
                                                                            Offer.active.is_(True))
     page = paginate(query, Reward, limit=limit, starting_after=starting_after)
-    available = Ledger(db.session).balances(member.id).available
+    available = ledger.balances(member.id).available
     ids = [reward.id for reward in page["data"]]
     mine = dict(db.session.execute(
         select(RewardClaim.reward_id, func.count()).where(RewardClaim.member_id == member.id,

@@ -40,8 +40,8 @@ from loyalty.checkout.models import Order, Redemption, Refund
 from loyalty.db import for_update
 from loyalty.errors import Conflict
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Hold, JournalTransaction, Lot
-from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.members.models import CONSENT_PURPOSES, Member, MemberConsent
 from loyalty.offers.models import CouponUse, Offer, OfferCode, Reward, RewardClaim
@@ -221,7 +221,7 @@ def erase(member: Member, now: datetime, by: str) -> Erasure:
                                           .execution_options(populate_existing=True), db.session))
     if member.status != "erased":
         _release_holds(member, now)
-        Ledger(db.session).forfeit(member.id, now=now, reference=_forfeit_reference(member))
+        ledger.forfeit(member.id, now=now, reference=_forfeit_reference(member))
         for purpose in CONSENT_PURPOSES:
             members.record_consent(member, purpose, False, source=ERASURE_SOURCE)
         _scrub_elsewhere(member)
@@ -242,7 +242,6 @@ def _release_holds(member: Member, now: datetime) -> None:
         .order_by(Redemption.id).execution_options(populate_existing=True), db.session)).all()
     for redemption in held:
         checkout.cancel(redemption.public_id, now=now, reason="erased")
-    ledger = Ledger(db.session)
     for hold in db.session.scalars(select(Hold).where(Hold.member_id == member.id, Hold.status == "held")).all():
         ledger.release(hold, now=now, reason="erased")  # a hold no redemption owns: none is made so today
 

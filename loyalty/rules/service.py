@@ -17,8 +17,8 @@ from sqlalchemy.orm import defer
 from loyalty.checkout.models import Order
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
-from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
 from loyalty.rules import engine
 from loyalty.rules.document import dump_document, validate_document
@@ -192,7 +192,7 @@ def earn(member: Member, result: engine.EarnResult, *, kind: str, reference: str
     """Move what the engine decided through the ledger and record why. Nothing to move: None."""
     if result.points <= 0:
         return None
-    txn = Ledger(db.session).earn(
+    txn = ledger.earn(
         member.id, result.points, reference=reference, description=description, now=now, kind=kind,
         pending_until=result.pending_until, expires_at=result.expires_at, order_id=order_id,
         rule_version=version.version if version else None, activity=activity)
@@ -213,7 +213,7 @@ def award_event(member: Member, event: str, *, now: datetime, reference: str, or
     document = parsed(version)
     # The member's accounts first: two events at once are then counted one after the other (daily caps), and
     # the second of two with one reference finds the first (the reference's unique key has the last word).
-    Ledger(db.session).lock_members([member.id])
+    ledger.lock_members([member.id])
     if pays_once and (first := db.session.scalar(select(JournalTransaction).where(
             JournalTransaction.reference == reference))) is not None:
         return _paid(first), first
