@@ -28,7 +28,7 @@ from bench.processes import run_clients
 from loyalty import create_app
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.members.models import Member
@@ -127,7 +127,6 @@ def _hold_client(url: str, member_ids: list[int], seconds: float, n: int, result
     rng, latencies, errors = random.Random(n), [], 0
     deadline = time.perf_counter() + seconds
     with app.app_context():
-        ledger = Ledger(db.session)
         while time.perf_counter() < deadline:
             member = rng.choice(member_ids)
             started = time.perf_counter()
@@ -201,7 +200,7 @@ def main() -> None:
     print(f"member summary read: median {median:.2f} ms, p99 {p99:.2f} ms")
 
     with app.app_context():  # enough points on member 1 for every hold of the single-member run
-        Ledger(db.session).earn(1, 10**9, reference="bench:rich", description="Bench", now=now())
+        ledger.earn(1, 10**9, reference="bench:rich", description="Bench", now=now())
         db.session.commit()
         db.engine.dispose()
     for label, ids in (("one member", [1]), ("random members", list(range(1, args.members + 1)))):

@@ -23,7 +23,7 @@ from loyalty.auth.models import ApiKey
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
@@ -307,8 +307,8 @@ def caller_as(app: Flask, make_api_key, staff_client, member_client) -> Callable
         if credential == MEMBER:  # with points, so a reward claim can succeed
             client, member = member_client()
             with app.app_context():
-                Ledger(db.session).adjust(members.get_member(member["id"]).id, 100, reason="Matrix",
-                                          reference=f"matrix:{member['id']}", now=now())
+                ledger.adjust(members.get_member(member["id"]).id, 100, reason="Matrix",
+                              reference=f"matrix:{member['id']}", now=now())
                 db.session.commit()
             return Caller(client, {})
         if credential in STAFF:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
@@ -38,26 +38,26 @@ def ladder(in_app):
 
 @pytest.fixture
 def ledger_of(in_app):
-    """`with ledger_of(member) as (ledger, internal_id):` moves a member's points, committed at the end."""
+    """`with ledger_of(member) as internal_id:` moves a member's points through `ledger`, committed at the end."""
     from contextlib import contextmanager
 
     @contextmanager
     def opened(member: dict):
         with in_app():
-            yield Ledger(db.session), members.get_member(member["id"]).id
+            yield members.get_member(member["id"]).id
             db.session.commit()
 
     return opened
 
 
 def give(ledger_of, member: dict, points: int, *, reference: str = "seed") -> None:
-    with ledger_of(member) as (ledger, internal):
+    with ledger_of(member) as internal:
         ledger.adjust(internal, points, reason="Welcome gift", reference=f"{reference}:{member['id']}", now=T0)
 
 
 def balance(in_app, member: dict) -> int:
     with in_app():
-        return Ledger(db.session).balances(members.get_member(member["id"]).id).available
+        return ledger.balances(members.get_member(member["id"]).id).available
 
 
 def claims(in_app) -> int:
@@ -155,7 +155,7 @@ def test_sign_out_ends_the_session(account_client):
 
 def test_home_shows_the_exact_balances(account_client, ledger_of, clock):
     client = account_client()
-    with ledger_of(client.member) as (ledger, internal):
+    with ledger_of(client.member) as internal:
         ledger.earn(internal, 1234, reference="order:1", description="Order 1", now=T0)
         ledger.earn(internal, 150, reference="order:2", description="Order 2", now=T0,
                     pending_until=T0 + timedelta(days=14))
@@ -169,7 +169,7 @@ def test_home_shows_the_exact_balances(account_client, ledger_of, clock):
 
 def test_home_shows_the_way_to_the_next_tier(account_client, ladder, ledger_of, clock):
     client = account_client()
-    with ledger_of(client.member) as (ledger, internal):
+    with ledger_of(client.member) as internal:
         ledger.earn(internal, 800, reference="order:1", description="Order 1", now=T0)
     page = client.get("/account/").get_data(as_text=True)
     assert "Your tier: Member" in page
@@ -179,7 +179,7 @@ def test_home_shows_the_way_to_the_next_tier(account_client, ladder, ledger_of, 
 
 def test_home_in_the_top_tier_says_so_and_until_when_it_is_kept(account_client, ladder, ledger_of, clock, in_app):
     client = account_client()
-    with ledger_of(client.member) as (ledger, internal):
+    with ledger_of(client.member) as internal:
         ledger.earn(internal, 2500, reference="order:1", description="Order 1", now=T0)
         tiers.upgrade_if_qualified(members.get_member(client.member["id"]), T0)
     page = client.get("/account/").get_data(as_text=True)
@@ -191,7 +191,7 @@ def test_home_in_the_top_tier_says_so_and_until_when_it_is_kept(account_client, 
 
 def test_home_lists_the_points_expiring_soon_with_their_dates(account_client, ledger_of, clock):
     client = account_client()
-    with ledger_of(client.member) as (ledger, internal):
+    with ledger_of(client.member) as internal:
         ledger.earn(internal, 300, reference="order:1", description="Order 1", now=T0,
                     expires_at=datetime(2026, 3, 20, tzinfo=UTC))
         ledger.earn(internal, 700, reference="order:2", description="Order 2", now=T0,
@@ -221,7 +221,7 @@ def test_home_tells_a_suspended_member(account_client, in_app):
 
 def test_history_lists_the_journal_newest_first_with_signed_points(account_client, ledger_of, clock):
     client = account_client()
-    with ledger_of(client.member) as (ledger, internal):
+    with ledger_of(client.member) as internal:
         ledger.earn(internal, 1200, reference="order:1", description="Order 1001", now=T0)
         ledger.spend(internal, 500, reference="reward:x", description="Reward: Tote bag", now=T0)
     page = client.get("/account/history").get_data(as_text=True)
@@ -233,7 +233,7 @@ def test_history_lists_the_journal_newest_first_with_signed_points(account_clien
 
 def test_history_pages_through_more_than_25_transactions(account_client, ledger_of, clock):
     client = account_client()
-    with ledger_of(client.member) as (ledger, internal):
+    with ledger_of(client.member) as internal:
         for n in range(1, 31):
             ledger.adjust(internal, n, reason=f"Gift number {n}", reference=f"gift:{n}", now=T0)
     first = client.get("/account/history").get_data(as_text=True)

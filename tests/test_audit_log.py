@@ -22,7 +22,7 @@ from loyalty.audit.models import AuditEntry, AuditLogIsAppendOnly
 from loyalty.auth.models import StaffUser
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
@@ -240,8 +240,8 @@ def test_a_members_own_write_records_nothing(member_client, in_app, app):
     with in_app():
         offer = offers.create_offer({"name": "Ten off", "kind": "amount_off", "amount": 1000, "currency": "usd"})
         reward = catalog.create_reward({"offer_id": offer.public_id, "name": "Ten off", "points_cost": 100})
-        Ledger(db.session).adjust(members.get_member(member["id"]).id, 100, reason="Start", reference="start",
-                                  now=now())
+        ledger.adjust(members.get_member(member["id"]).id, 100, reason="Start", reference="start",
+                      now=now())
         reward_id = reward.public_id
         db.session.commit()
 

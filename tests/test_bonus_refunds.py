@@ -13,8 +13,9 @@ from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.jobs import service as jobs
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
-from loyalty.ledger.service import Balances, Ledger
+from loyalty.ledger.service import Balances
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.tiers import service as tiers
@@ -82,9 +83,9 @@ def balances(in_app):
     def read(member_id: str) -> Balances:
         with in_app():
             member = members.get_member(member_id)
-            Ledger(db.session).settle(member.id, now())
+            ledger.settle(member.id, now())
             db.session.commit()
-            return Ledger(db.session).balances(member.id)
+            return ledger.balances(member.id)
 
     return read
 
@@ -182,7 +183,7 @@ def test_a_refund_that_finds_a_bonus_reversed_by_staff_takes_back_the_rest(shop,
     with in_app():
         [bonus] = db.session.scalars(select(JournalTransaction).where(
             JournalTransaction.member_id == members.get_member(referrer).id))
-        Ledger(db.session).reverse(bonus, reference="staff-reversal", now=now(), reason="Self-referral")
+        ledger.reverse(bonus, reference="staff-reversal", now=now(), reason="Self-referral")
         db.session.commit()
     shop.refund("ord-1", "re_1", 5000)
     assert balances(referrer) == Balances()
@@ -364,5 +365,5 @@ def test_the_two_refunds_that_complete_an_order_at_once_take_its_bonuses_back_on
         taken_back = db.session.scalars(select(JournalTransaction.member_id).where(
             JournalTransaction.kind == "clawback", JournalTransaction.reference.like("refund:%:clawback:%"))).all()
         assert sorted(taken_back) == sorted(people)  # each side's bonus, once
-        assert [Ledger(db.session).balances(member_id) for member_id in people] == [Balances(), Balances()]
+        assert [ledger.balances(member_id) for member_id in people] == [Balances(), Balances()]
         assert [r.name for r in verify(db.session) if not r.ok] == []

@@ -9,7 +9,7 @@ import pytest
 
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
@@ -30,7 +30,7 @@ def member(in_app, make_member) -> dict:
         offer = offers.create_offer({"name": "Ten percent", "kind": "percent_off", "percent": 10})
         catalog.create_reward({"offer_id": offer.public_id, "name": "10% off your next order", "points_cost": 500})
         internal = members.get_member(member["id"]).id
-        Ledger(db.session).adjust(internal, 1200, reason="Welcome gift", reference="gift:browser", now=now())
+        ledger.adjust(internal, 1200, reason="Welcome gift", reference="gift:browser", now=now())
         db.session.commit()
     return member
 
@@ -57,7 +57,7 @@ def test_a_member_on_a_phone_claims_a_reward_and_finds_the_coupon(phone, member,
     assert code in phone.locator("main").inner_text()
     look(phone, "account-coupons-phone")
     with in_app():
-        assert Ledger(db.session).balances(members.get_member(member["id"]).id).available == 700
+        assert ledger.balances(members.get_member(member["id"]).id).available == 700
 
     phone.get_by_role("link", name="History", exact=True).click()
     assert "Welcome gift" in phone.locator("main").inner_text()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers.models import Offer
 from loyalty.rules import service as rules
@@ -112,4 +112,4 @@ def test_support_finds_a_member_and_adjusts_their_points(desktop, make_staff, ma
     assert "Goodwill for a late parcel" in desktop.locator("main").inner_text()
     look(desktop, "support-member-adjusted")
     with in_app():
-        assert Ledger(db.session).balances(members.get_member(member["id"]).id).available == 250
+        assert ledger.balances(members.get_member(member["id"]).id).available == 250

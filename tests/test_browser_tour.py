@@ -22,7 +22,7 @@ from loyalty.auth import service as auth
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
@@ -163,7 +163,6 @@ def _seed_program(app: Flask, make_staff, stop_clock, count: int) -> Program:
         people = _seed_members(count, clock)
         clock.set(today)
         shown = people[0]
-        ledger = Ledger(db.session)
         ledger.adjust(shown.id, 750, reason="Sorry the parcel was late", reference="tour:adjust", now=now())
         catalog.claim(reward.public_id, shown, reference="tour:claim", now=now())
         checkout.create_redemption({**_order(shown.public_id, "ord-next", 2), "amount": 14000, "points": 200},

@@ -11,8 +11,9 @@ from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Refund
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
-from loyalty.ledger.service import Balances, Ledger
+from loyalty.ledger.service import Balances
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
@@ -60,8 +61,8 @@ def member_with(make_member, in_app):
         member = make_member()
         if points:
             with in_app():
-                Ledger(db.session).adjust(_internal(member["id"]), points, reason="Seed",
-                                          reference=f"seed:{member['id']}", now=now())
+                ledger.adjust(_internal(member["id"]), points, reason="Seed",
+                              reference=f"seed:{member['id']}", now=now())
                 db.session.commit()
         return member["id"]
 
@@ -72,7 +73,7 @@ def member_with(make_member, in_app):
 def balances(in_app):
     def read(member_id: str) -> Balances:
         with in_app():
-            return Ledger(db.session).balances(_internal(member_id))
+            return ledger.balances(_internal(member_id))
 
     return read
 

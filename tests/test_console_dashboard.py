@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.tiers import service as tiers
 from loyalty.tiers.models import MemberTier
@@ -47,7 +47,6 @@ def program(in_app, stop_clock):
             tiers.create_tier({"code": code, "name": name, "rank": rank, "threshold": rank * 1000,
                                "basis": "points", "window_days": 365, "earn_multiplier": Decimal(1)})
         ada, ben, cy = (members.enrol(members.NewMember(email=unique_email(n)), source="test") for n in "abc")
-        ledger = Ledger(db.session)
         ledger.earn(ada.id, 1200, reference="a1", description="Order", now=NOW - timedelta(days=1))
         ledger.spend(ada.id, 200, reference="a2", description="Reward", now=NOW)
         ledger.hold(ada.id, 50, reference="a3", expires_at=NOW + timedelta(minutes=15), now=NOW,

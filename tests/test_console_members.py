@@ -11,8 +11,8 @@ from loyalty.auth.models import StaffUser
 from loyalty.checkout.models import Redemption
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
-from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.offers.models import Offer, OfferCode
 from loyalty.tiers import service as tiers
@@ -34,8 +34,8 @@ def enrol(in_app):
             member = members.enrol(members.NewMember(email=fields.pop("email", None) or unique_email(), **fields),
                                    source="test")
             if points:
-                Ledger(db.session).earn(member.id, points, reference=f"test:{member.public_id}", description="Order",
-                                        now=now())
+                ledger.earn(member.id, points, reference=f"test:{member.public_id}", description="Order",
+                            now=now())
             db.session.commit()
             return member.public_id
 
@@ -157,7 +157,6 @@ def test_the_member_page_shows_the_summary(console_client, enrol, in_app, stop_c
     member = enrol(email="ada@example.test", name="Ada")
     with in_app():
         internal = members.get_member(member).id
-        ledger = Ledger(db.session)
         ledger.earn(internal, 400, reference="e1", description="Order 1", now=now(),
                     expires_at=datetime(2026, 4, 1, tzinfo=UTC))
         ledger.earn(internal, 250, reference="e2", description="Order 2", now=now(),
@@ -182,7 +181,7 @@ def test_the_journal_is_newest_first_and_paged(console_client, enrol, in_app):
     with in_app():
         internal = members.get_member(member).id
         for i in range(26):
-            Ledger(db.session).earn(internal, 10 + i, reference=f"j{i}", description=f"Order {i}", now=now())
+            ledger.earn(internal, 10 + i, reference=f"j{i}", description=f"Order {i}", now=now())
         db.session.commit()
         txns = list(db.session.scalars(select(JournalTransaction.public_id).order_by(JournalTransaction.id)))
     client = console_client("analyst")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.members.models import MemberConsent
 from tests.conftest import PASSWORD, submit
@@ -17,14 +17,14 @@ from tests.conftest import PASSWORD, submit
 def give(in_app, member_id: str, points: int) -> None:
     with in_app():
         internal = members.get_member(member_id).id
-        Ledger(db.session).adjust(internal, points, reason="Gift", reference=f"gift:{member_id}", now=now())
+        ledger.adjust(internal, points, reason="Gift", reference=f"gift:{member_id}", now=now())
         db.session.commit()
 
 
 def state(in_app, member_id: str) -> tuple[str, str | None, int]:
     with in_app():
         member = members.get_member(member_id)
-        return member.status, member.email, Ledger(db.session).balances(member.id).available
+        return member.status, member.email, ledger.balances(member.id).available
 
 
 def answers(in_app, member_id: str) -> list[tuple[str, bool, str]]:

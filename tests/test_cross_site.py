@@ -8,7 +8,7 @@ import pytest
 
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from tests.conftest import assert_problem, bearer
 
@@ -35,8 +35,8 @@ def rich_member(member_client, in_app):
     """A signed-in member holding 1,000 points."""
     client, member = member_client()
     with in_app():
-        Ledger(db.session).adjust(members.get_member(member["id"]).id, 1000, reason="Test",
-                                  reference=f"seed:{member['id']}", now=now())
+        ledger.adjust(members.get_member(member["id"]).id, 1000, reason="Test",
+                      reference=f"seed:{member['id']}", now=now())
         db.session.commit()
     return client, member
 

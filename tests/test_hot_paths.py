@@ -10,7 +10,7 @@ import pytest
 
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.tiers import service as tiers
 from tests.conftest import bearer, publish_rules
@@ -54,8 +54,8 @@ def member_with_earns(make_member, app):
         with app.app_context():
             internal = members.get_member(member["id"]).id
             for n in range(earns):
-                Ledger(db.session).earn(internal, 10, reference=f"seed:{member['id']}:{n}", now=now(),
-                                        description="Seed")
+                ledger.earn(internal, 10, reference=f"seed:{member['id']}:{n}", now=now(),
+                            description="Seed")
             db.session.commit()
         return member["id"]
 

@@ -28,8 +28,8 @@ from loyalty.checkout.models import Order
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.idempotency import fingerprint
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
-from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
@@ -163,7 +163,7 @@ def redeem(app: Flask, make_api_key, member, coupon) -> Callable[..., object]:
 def _give(app: Flask, member_id: str, points: int) -> None:
     with app.app_context():
         member = members.get_member(member_id)
-        Ledger(db.session).adjust(member.id, points, reason="Seed", reference=f"seed:{member_id}", now=now())
+        ledger.adjust(member.id, points, reason="Seed", reference=f"seed:{member_id}", now=now())
         db.session.commit()
 
 
@@ -174,7 +174,7 @@ def _publish(app: Flask, document: dict) -> None:
 
 def _available(app: Flask, member_id: str) -> int:
     with app.app_context():
-        return Ledger(db.session).balances(members.get_member(member_id).id).available
+        return ledger.balances(members.get_member(member_id).id).available
 
 
 # --- A retry replays the first answer ------------------------------------------------------------------

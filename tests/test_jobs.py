@@ -34,8 +34,9 @@ from loyalty.extensions import db
 from loyalty.jobs.models import ExpiryReminder, JobSchedule
 from loyalty.jobs.service import JOBS, JOBS_BY_NAME
 from loyalty.jobs.worker import Worker
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, JournalTransaction, Lot
-from loyalty.ledger.service import Balances, Ledger
+from loyalty.ledger.service import Balances
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.members.models import Member
@@ -66,8 +67,8 @@ def enrol(**fields) -> int:
 
 def earn(member_id: int, points: int, *, at: datetime = T0 - YEAR, **fields) -> Lot:
     """Earn at `at` (a year ago unless told) and answer the lot the earn made."""
-    txn = Ledger(db.session).earn(member_id, points, reference=f"order:{next(_refs)}", description="Order",
-                                  now=at, **fields)
+    txn = ledger.earn(member_id, points, reference=f"order:{next(_refs)}", description="Order",
+                      now=at, **fields)
     db.session.commit()
     return db.session.scalars(select(Lot).where(Lot.transaction_id == txn.id)).one()
 
@@ -77,7 +78,7 @@ def run(job: str, at: datetime, **options) -> dict[str, int]:
 
 
 def balances(member_id: int) -> Balances:
-    return Ledger(db.session).balances(member_id)
+    return ledger.balances(member_id)
 
 
 def journal(kind: str) -> list[JournalTransaction]:
@@ -179,7 +180,7 @@ def test_points_expiring_soon_are_announced_once_per_lot(in_app, app):
         next_day = earn(member, 20, expires_at=T0 + window + DAY)
         earn(member, 10)  # never expires
         spent = earn(member, 5, expires_at=T0 + DAY)  # spent first, being the soonest to expire
-        Ledger(db.session).spend(member, 35, reference="reward", description="Reward", now=T0 - HOUR)
+        ledger.spend(member, 35, reference="reward", description="Reward", now=T0 - HOUR)
         db.session.commit()
 
         assert run("remind-expiring", T0) == {"reminders": 2}
@@ -251,7 +252,7 @@ def test_an_active_member_keeps_their_points_under_the_inactivity_policy(in_app,
         publish_rules(INACTIVITY, at=SINCE)
         member = enrol_at(clock, SINCE)
         earn(member, 100, at=T0 - 60 * DAY)
-        Ledger(db.session).spend(member, 10, reference="claim", description="Reward", now=T0 - IDLE + SECOND)
+        ledger.spend(member, 10, reference="claim", description="Reward", now=T0 - IDLE + SECOND)
         db.session.commit()
         assert run("expire-points", T0) == {"members": 0, "transactions": 0}
         assert balances(member).available == 90
@@ -260,31 +261,31 @@ def test_an_active_member_keeps_their_points_under_the_inactivity_policy(in_app,
         assert_ledger_verifies()
 
 
-def _capture(ledger: Ledger, member: int, at: datetime) -> None:
+def _capture(member: int, at: datetime) -> None:
     ledger.capture(ledger.hold(member, 5, reference="held", expires_at=at + HOUR, now=at, description="Order"), now=at)
 
 
 @pytest.mark.parametrize(("act", "counts"), [
-    pytest.param(lambda ledger, m, at: ledger.earn(m, 5, reference="o", description="Order", now=at), True,
+    pytest.param(lambda m, at: ledger.earn(m, 5, reference="o", description="Order", now=at), True,
                  id="an earn"),
-    pytest.param(lambda ledger, m, at: ledger.earn(m, 5, reference="b", description="Review bonus", now=at,
-                                                   kind="bonus"), True, id="a bonus"),
+    pytest.param(lambda m, at: ledger.earn(m, 5, reference="b", description="Review bonus", now=at,
+                                           kind="bonus"), True, id="a bonus"),
     pytest.param(_capture, True, id="a captured hold"),
-    pytest.param(lambda ledger, m, at: ledger.spend(m, 5, reference="r", description="Reward", now=at), True,
+    pytest.param(lambda m, at: ledger.spend(m, 5, reference="r", description="Reward", now=at), True,
                  id="a reward claimed"),
-    pytest.param(lambda ledger, m, at: ledger.hold(m, 5, reference="h", expires_at=at + HOUR, now=at,
-                                                   description="Order"), False, id="a hold not captured"),
-    pytest.param(lambda ledger, m, at: ledger.adjust(m, 5, reason="Goodwill", reference="a", now=at), False,
+    pytest.param(lambda m, at: ledger.hold(m, 5, reference="h", expires_at=at + HOUR, now=at,
+                                           description="Order"), False, id="a hold not captured"),
+    pytest.param(lambda m, at: ledger.adjust(m, 5, reason="Goodwill", reference="a", now=at), False,
                  id="a staff adjustment"),
-    pytest.param(lambda ledger, m, at: ledger.earn(m, 5, reference="bd", description="Birthday bonus", now=at,
-                                                   kind="bonus", activity=False), False, id="a birthday bonus"),
+    pytest.param(lambda m, at: ledger.earn(m, 5, reference="bd", description="Birthday bonus", now=at,
+                                           kind="bonus", activity=False), False, id="a birthday bonus"),
 ])
 def test_what_counts_as_activity(in_app, stop_clock, act, counts):
     clock = stop_clock(SINCE)
     with in_app():
         member = enrol_at(clock, SINCE)
         earn(member, 100, at=T0 - 90 * DAY)
-        act(Ledger(db.session), member, T0)
+        act(member, T0)
         db.session.commit()
         assert last_activity(member) == (T0 if counts else T0 - 90 * DAY)
 
@@ -304,7 +305,7 @@ def test_enrolment_starts_the_inactivity_clock(in_app, stop_clock):
     with in_app():
         publish_rules(INACTIVITY, at=SINCE)
         member = enrol_at(clock, T0 - IDLE)
-        Ledger(db.session).adjust(member, 70, reason="Welcome gift", reference="gift", now=T0 - DAY)
+        ledger.adjust(member, 70, reason="Welcome gift", reference="gift", now=T0 - DAY)
         db.session.commit()
         assert run("expire-points", T0) == {"members": 1, "transactions": 1}
         assert balances(member).available == 0
@@ -334,7 +335,7 @@ def test_one_batch_settles_due_lots_then_expires_each_idle_member_once(in_app, s
             earn(member, 10, at=T0 - 50 * DAY)
         earn(activating, 7, at=T0 - 50 * DAY, pending_until=T0 - DAY)
         earn(dated, 3, at=T0 - 50 * DAY, expires_at=T0 - DAY)
-        Ledger(db.session).spend(active, 1, reference="claim", description="Reward", now=T0 - DAY)
+        ledger.spend(active, 1, reference="claim", description="Reward", now=T0 - DAY)
         db.session.commit()
 
         assert run("expire-points", T0, batch_size=10) == {"members": 4, "transactions": 4}
@@ -519,14 +520,14 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(in_app, monkeypa
         for member in ids:
             earn(member, 100, expires_at=T0)
 
-    settle = Ledger.settle
+    settle = ledger.settle
 
-    def dying(ledger, member_id, now):
+    def dying(member_id, now):
         if member_id == ids[dies_at - 1]:
             raise RuntimeError("worker killed")
-        return settle(ledger, member_id, now)
+        return settle(member_id, now)
 
-    monkeypatch.setattr(Ledger, "settle", dying)
+    monkeypatch.setattr(ledger, "settle", dying)
     with pytest.raises(RuntimeError, match="worker killed"), in_app():
         run("expire-points", T0, batch_size=batch_size)
     monkeypatch.undo()
@@ -551,13 +552,13 @@ def test_a_worker_told_to_stop_finishes_the_batch_in_hand_and_leaves_the_job_due
         for member in ids:
             earn(member, 100, expires_at=T0)
         worker = Worker(batch_size=1)
-        settle = Ledger.settle
+        settle = ledger.settle
 
-        def stopping(ledger, member_id, now):
+        def stopping(member_id, now):
             worker.stop()  # SIGTERM arrives while the first member is being settled
-            return settle(ledger, member_id, now)
+            return settle(member_id, now)
 
-        monkeypatch.setattr(Ledger, "settle", stopping)
+        monkeypatch.setattr(ledger, "settle", stopping)
         done = worker.run_due()
         monkeypatch.undo()
 
@@ -667,7 +668,7 @@ def test_a_failing_job_is_logged_and_the_others_still_run(in_app, stop_clock, mo
         def broken(*_, **__):
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(Ledger, "settle", broken)
+        monkeypatch.setattr(ledger, "settle", broken)
         done = Worker().run_due()
         assert done["activate-pending"] == {"members": 0, "transactions": 0}
         assert done["expire-points"] == {"failed": 1}

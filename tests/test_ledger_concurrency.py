@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 
 from loyalty.errors import Problem
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, Hold, JournalTransaction
-from loyalty.ledger.service import Balances, Ledger
+from loyalty.ledger.service import Balances
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from tests.conftest import unique_email
@@ -26,7 +27,7 @@ T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 TTL = timedelta(minutes=30)
 
 
-def race(app: Flask, actions: list[Callable[[Ledger], object]]) -> list[tuple[str, object]]:
+def race(app: Flask, actions: list[Callable[[], object]]) -> list[tuple[str, object]]:
     """Run every action at once, each in its own session; answer ("ok", result) or ("refused", code)."""
     barrier = threading.Barrier(len(actions))
 
@@ -34,7 +35,7 @@ def race(app: Flask, actions: list[Callable[[Ledger], object]]) -> list[tuple[st
         with app.app_context():
             barrier.wait()
             try:
-                result = action(Ledger(db.session))
+                result = action()
                 db.session.commit()
                 return "ok", result
             except Problem as problem:
@@ -48,7 +49,6 @@ def race(app: Flask, actions: list[Callable[[Ledger], object]]) -> list[tuple[st
 def setup_member(app: Flask, *earns: dict) -> int:
     with app.app_context():
         member = members.enrol(members.NewMember(email=unique_email()), source="test")
-        ledger = Ledger(db.session)
         for n, fields in enumerate(earns):
             ledger.earn(member.id, reference=f"seed:{member.id}:{n}", description="Seed", now=T0, **fields)
         db.session.commit()
@@ -61,12 +61,12 @@ def balances_and_verify(app: Flask, member: int) -> tuple[Balances, dict[str, in
         assert breaches == []
         accounts = dict(db.session.execute(
             select(Account.kind, Account.balance).where(Account.member_id == member)).all())
-        return Ledger(db.session).balances(member), accounts
+        return ledger.balances(member), accounts
 
 
-def hold_of(points: int, member: int, n: int) -> Callable[[Ledger], object]:
-    return lambda ledger: ledger.hold(member, points, reference=f"race-hold:{member}:{n}", expires_at=T0 + TTL,
-                                      now=T0, description="Checkout").public_id
+def hold_of(points: int, member: int, n: int) -> Callable[[], object]:
+    return lambda: ledger.hold(member, points, reference=f"race-hold:{member}:{n}", expires_at=T0 + TTL,
+                               now=T0, description="Checkout").public_id
 
 
 def test_32_checkouts_spending_the_same_points_never_overdraw(pg):
@@ -91,9 +91,9 @@ def test_racing_holds_of_different_sizes_hold_exactly_what_succeeded(pg):
 def test_32_concurrent_earns_for_one_member_lose_no_update(pg):
     member = setup_member(pg)
 
-    def earn_of(n: int) -> Callable[[Ledger], object]:
-        return lambda ledger: ledger.earn(member, 7, reference=f"race-earn:{n}", description="Order",
-                                          now=T0).public_id
+    def earn_of(n: int) -> Callable[[], object]:
+        return lambda: ledger.earn(member, 7, reference=f"race-earn:{n}", description="Order",
+                                   now=T0).public_id
 
     results = race(pg, [earn_of(n) for n in range(32)])
     assert all(status == "ok" for status, _ in results)
@@ -103,7 +103,7 @@ def test_32_concurrent_earns_for_one_member_lose_no_update(pg):
 
 def test_holds_racing_expiry_never_spend_expired_points_and_expire_them_once(pg):
     member = setup_member(pg, {"points": 100, "expires_at": T0}, {"points": 100})
-    expiries = [lambda ledger: len(ledger.settle(member, T0)) for _ in range(16)]
+    expiries = [lambda: len(ledger.settle(member, T0)) for _ in range(16)]
     holds = [hold_of(10, member, n) for n in range(16)]
     results = race(pg, [action for pair in zip(expiries, holds, strict=True) for action in pair])
     assert all(status == "ok" for status, _ in results[0::2])
@@ -120,16 +120,15 @@ def test_holds_racing_expiry_never_spend_expired_points_and_expire_them_once(pg)
 def test_capture_racing_release_resolves_each_hold_exactly_once(pg):
     member = setup_member(pg, {"points": 160})
     with pg.app_context():
-        ledger = Ledger(db.session)
         hold_ids = [ledger.hold(member, 10, reference=f"h:{n}", expires_at=T0 + TTL, now=T0,
                                 description="Checkout").public_id for n in range(16)]
         db.session.commit()
 
     def capture(hold_id):
-        return lambda ledger: ledger.capture(ledger.get_hold(hold_id), now=T0).kind
+        return lambda: ledger.capture(ledger.get_hold(hold_id), now=T0).kind
 
     def release(hold_id):
-        return lambda ledger: ledger.release(ledger.get_hold(hold_id), now=T0).kind
+        return lambda: ledger.release(ledger.get_hold(hold_id), now=T0).kind
 
     results = race(pg, [action for hold_id in hold_ids for action in (capture(hold_id), release(hold_id))])
     for captured, released in zip(results[0::2], results[1::2], strict=True):
@@ -147,8 +146,8 @@ def test_capture_racing_release_resolves_each_hold_exactly_once(pg):
 
 def test_the_same_reference_sent_16_times_at_once_moves_points_once(pg):
     member = setup_member(pg)
-    results = race(pg, [lambda ledger: ledger.earn(member, 250, reference="order:ord_1:earn", description="Order",
-                                                   now=T0).public_id for _ in range(16)])
+    results = race(pg, [lambda: ledger.earn(member, 250, reference="order:ord_1:earn", description="Order",
+                                            now=T0).public_id for _ in range(16)])
     assert all(status == "ok" for status, _ in results)
     assert len({txn_id for _, txn_id in results}) == 1
     balances, _ = balances_and_verify(pg, member)
@@ -157,8 +156,8 @@ def test_the_same_reference_sent_16_times_at_once_moves_points_once(pg):
 
 def test_the_same_hold_retried_concurrently_holds_once(pg):
     member = setup_member(pg, {"points": 100})
-    results = race(pg, [lambda ledger: ledger.hold(member, 60, reference="hold:key-1", expires_at=T0 + TTL,
-                                                   now=T0, description="Checkout").public_id for _ in range(16)])
+    results = race(pg, [lambda: ledger.hold(member, 60, reference="hold:key-1", expires_at=T0 + TTL,
+                                            now=T0, description="Checkout").public_id for _ in range(16)])
     assert all(status == "ok" for status, _ in results)
     assert len({hold_id for _, hold_id in results}) == 1
     balances, _ = balances_and_verify(pg, member)

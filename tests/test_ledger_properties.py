@@ -52,8 +52,9 @@ from loyalty.errors import (
     RedemptionNotHeld,
 )
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, Hold, JournalTransaction, Lot
-from loyalty.ledger.service import EARN_KINDS, Ledger
+from loyalty.ledger.service import EARN_KINDS
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.members.models import Member
@@ -142,7 +143,7 @@ class Call:
     fields: dict[str, Any]
     answer: str | None = None  # public id of what the first call answered
 
-    def invoke(self, ledger: Ledger, now: datetime) -> Any:
+    def invoke(self, now: datetime) -> Any:
         fields = dict(self.fields)
         if "hold" in fields:
             fields["hold"] = ledger.get_hold(fields["hold"])
@@ -269,7 +270,6 @@ class LedgerMachine(RuleBasedStateMachine):
     def spendable(self, member: int) -> int:
         """Available points once due lots are activated and expired, as a movement would see them."""
         with self.app.app_context():
-            ledger = Ledger(db.session)
             ledger.settle(member, self.now)
             available = ledger.balances(member).available
             db.session.rollback()
@@ -279,7 +279,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """Whether the lot an earn or a positive adjustment created still holds all its points, once
         due lots are activated and expired, as a reversal would see it."""
         with self.app.app_context():
-            Ledger(db.session).settle(credit.member, self.now)
+            ledger.settle(credit.member, self.now)
             lot = db.session.scalar(select(Lot).where(Lot.transaction_id == credit.transaction_id))
             untouched = lot.remaining == lot.amount and lot.status in ("pending", "active")
             db.session.rollback()
@@ -294,17 +294,16 @@ class LedgerMachine(RuleBasedStateMachine):
         and expirations of that member's due lots, and nothing else.
         """
         with self.app.app_context():
-            ledger = Ledger(db.session)
             if refused is not None:
                 before = snapshot()
                 with pytest.raises(refused) as error:
-                    call.invoke(ledger, self.now)
+                    call.invoke(self.now)
                 db.session.rollback()
                 assert code is None or error.value.code == code, (error.value.code, str(error.value))
                 assert snapshot() == before, "a refused movement moved points"
                 return None
             last_id = db.session.scalar(select(func.coalesce(func.max(JournalTransaction.id), 0)))
-            result = seen(call.invoke(ledger, self.now))
+            result = seen(call.invoke(self.now))
             db.session.commit()
             new = [Seen.of(txn) for txn in db.session.scalars(
                 select(JournalTransaction).where(JournalTransaction.id > last_id).order_by(JournalTransaction.id))]
@@ -325,7 +324,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """The same call again: it answers the first result and moves nothing."""
         with self.app.app_context():
             before = snapshot()
-            result = seen(call.invoke(Ledger(db.session), self.now))
+            result = seen(call.invoke(self.now))
             db.session.commit()
             assert snapshot() == before, f"retrying {call.operation} moved points again"
         assert public_id(result) == call.answer, "a retry answered something other than the first call"
@@ -618,7 +617,6 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def balances_agree_with_the_model(self):
         with self.app.app_context():
-            ledger = Ledger(db.session)
             for member, holdings in self.expected.items():
                 balances = ledger.balances(member)
                 assert min(balances.available, balances.pending, balances.held) >= 0, (member, balances)
@@ -653,7 +651,6 @@ def fresh_member(app: Flask) -> int:
 def test_holds_never_reserve_more_than_was_earned(app, earned, asked):
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         for n, points in enumerate(earned):
             ledger.earn(member, points, reference=f"order:{n}", description="Order", now=T0)
             db.session.commit()
@@ -681,7 +678,6 @@ def test_partial_clawbacks_never_take_more_than_was_earned(app, earned, other, s
                                                            pieces):
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         if other:
             ledger.earn(member, other, reference="order:other", description="Another order", now=T0)
         order = ledger.earn(member, earned, reference="order:refunded", description="Order", now=T0,
@@ -716,7 +712,6 @@ def test_partial_restores_give_back_at_most_what_was_captured(app, expiring, las
     """Restores return the captured points to their lots; late ones find the expiring lot expired."""
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         ledger.earn(member, expiring, reference="order:1", description="Order", now=T0, expires_at=T0 + DAY)
         ledger.earn(member, lasting, reference="order:2", description="Order", now=T0)
         captured = max(1, (expiring + lasting) * held_share // 100)
@@ -759,7 +754,6 @@ def test_reversing_an_earn_after_its_return_window_takes_back_available_points(a
     """Once activated, an earn's points are available: its reversal takes them from there, not from pending."""
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         first = ledger.earn(member, 100, reference="order:1", description="Order 1", now=T0, pending_until=T0 + DAY)
         if other_pending:
             ledger.earn(member, other_pending, reference="order:2", description="Order 2", now=T0,
@@ -778,7 +772,6 @@ def test_reversing_a_negative_adjustment_after_its_lot_expired_expires_the_point
     """Points a reversal gives back to a lot that expired meanwhile expire, as for releases and restores."""
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         ledger.earn(member, 100, reference="order", description="Order", now=T0, expires_at=T0 + DAY)
         adjustment = ledger.adjust(member, -30, reason="Correction", reference="adjust", now=T0)
         ledger.settle(member, T0 + 2 * DAY)  # the other 70 expire
@@ -793,7 +786,6 @@ def test_reversing_a_negative_adjustment_after_its_lot_expired_expires_the_point
 def test_a_reversed_earn_is_not_clawed_back_again_from_other_points(app):
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         order = ledger.earn(member, 100, reference="order:1", description="Order 1", now=T0)
         ledger.earn(member, 100, reference="order:2", description="Order 2", now=T0)
         ledger.reverse(order, reference="reversal", now=T0, reason="Test order")
@@ -809,7 +801,6 @@ def test_a_reversed_earn_is_not_clawed_back_again_from_other_points(app):
 def test_a_clawed_back_earn_is_not_reversed_again(app):
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         order = ledger.earn(member, 100, reference="order:1", description="Order 1", now=T0)
         hold = ledger.hold(member, 100, reference="checkout", description="Checkout", now=T0, expires_at=T0 + DAY)
         ledger.capture(hold, now=T0)  # order 1's points pay for a checkout
@@ -829,7 +820,6 @@ def test_a_retried_hold_answers_the_first_hold_even_after_it_expired(app):
     """DESIGN.md: a retry with the same fields returns the first result, however late it comes."""
     member = fresh_member(app)
     with app.app_context():
-        ledger = Ledger(db.session)
         ledger.earn(member, 100, reference="order", description="Order", now=T0)
         call = dict(reference="checkout", description="Checkout", expires_at=T0 + timedelta(minutes=30))
         first = ledger.hold(member, 60, now=T0, **call)

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.jobs import service as jobs
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
@@ -229,8 +229,8 @@ def give(in_app) -> Callable[[str, int], None]:
 
     def adjust(member: str, points: int) -> None:
         with in_app():
-            Ledger(db.session).adjust(_member_id(member), points, reason="Seed", reference=f"seed:{member}",
-                                      now=now())
+            ledger.adjust(_member_id(member), points, reason="Seed", reference=f"seed:{member}",
+                          now=now())
             db.session.commit()
 
     return adjust

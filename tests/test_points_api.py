@@ -7,8 +7,8 @@ from sqlalchemy import select, text
 
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
-from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from tests.conftest import PASSWORD, assert_problem, bearer
 
@@ -23,8 +23,8 @@ def give(in_app):
     def earn(member_id: str, points: int, **fields) -> None:
         with in_app():
             member = members.get_member(member_id)
-            Ledger(db.session).earn(member.id, points, reference=f"test:{member_id}:{points}:{fields}",
-                                    description=fields.pop("description", "Order #1"), now=now(), **fields)
+            ledger.earn(member.id, points, reference=f"test:{member_id}:{points}:{fields}",
+                        description=fields.pop("description", "Order #1"), now=now(), **fields)
             db.session.commit()
 
     return earn
@@ -169,8 +169,8 @@ def test_suspended_member_keeps_points_but_cannot_spend_them(support, make_membe
     with in_app():
         internal_id = members.get_member(member["id"]).id
         with pytest.raises(Exception, match="suspended"):
-            Ledger(db.session).hold(internal_id, 10, reference="h", expires_at=now() + timedelta(minutes=5),
-                                    now=now(), description="x")
+            ledger.hold(internal_id, 10, reference="h", expires_at=now() + timedelta(minutes=5),
+                        now=now(), description="x")
 
 
 def test_suspended_member_can_still_sign_in(support, make_member, client):

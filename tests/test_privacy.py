@@ -26,8 +26,9 @@ from sqlalchemy import func, select
 
 from loyalty.checkout.models import Order, Redemption
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, JournalTransaction, Lot
-from loyalty.ledger.service import Balances, Ledger
+from loyalty.ledger.service import Balances
 from loyalty.ledger.verify import program_totals, verify
 from loyalty.members import service as members
 from loyalty.members.models import Member
@@ -154,8 +155,8 @@ def _live_a_little(shop: Caller, session: Caller, member_id: str, prefix: str, r
     """Support's 1000 points, then an hour apart: a $50 order, a captured and a held redemption, a reward, a $10
     refund."""
     with in_app():
-        Ledger(db.session).adjust(_internal(member_id), 1000, reason="Welcome", reference=f"welcome:{member_id}",
-                                  now=clock())
+        ledger.adjust(_internal(member_id), 1000, reason="Welcome", reference=f"welcome:{member_id}",
+                      now=clock())
         db.session.commit()
     clock.travel(HOUR)
     paid = shop.post("/v1/orders", {"order_id": f"{prefix}-ord-1", "member_id": member_id, "currency": "usd",
@@ -192,7 +193,7 @@ def story(in_app, shop, member, clock) -> Story:
 
 
 def balances(member_id: str) -> Balances:
-    return Ledger(db.session).balances(_internal(member_id))
+    return ledger.balances(_internal(member_id))
 
 
 def accounts(member_id: str) -> dict[str, int]:
@@ -540,7 +541,7 @@ def test_the_export_reads_each_section_in_one_query_whatever_the_history(story, 
         with counting_queries() as first:
             privacy.export(ada, clock())
         for n in range(5):  # five more rows in the journal and the lots cost no more queries
-            Ledger(db.session).adjust(ada.id, 1, reason="More", reference=f"more:{n}", now=clock())
+            ledger.adjust(ada.id, 1, reason="More", reference=f"more:{n}", now=clock())
         db.session.commit()
         db.session.refresh(ada)
         with counting_queries() as second:
@@ -954,7 +955,6 @@ def test_a_refund_after_erasure_restores_nothing_spendable_and_the_ledger_still_
     member = make_member()
     with in_app():
         internal = _internal(member["id"])
-        ledger = Ledger(db.session)
         ledger.adjust(internal, 1000, reason="Welcome", reference="gift:erased-refund", now=clock())
         hold = ledger.hold(internal, 600, reference="hold:erased-refund", expires_at=clock() + timedelta(minutes=30),
                            now=clock(), description="Checkout")

@@ -21,8 +21,8 @@ from config import load_config
 from loyalty.clock import now
 from loyalty.db import UTCDateTime
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account
-from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import service as offers
@@ -85,10 +85,10 @@ def program(app, client, in_app, stop_clock, make_api_key, monkeypatch):
             db.session.commit()
             ids[name], public[name] = member.id, member.public_id
 
-    def ledger(when: str, move) -> None:
+    def points(when: str, move) -> None:
         clock.set(utc(when))
         with in_app():
-            move(Ledger(db.session), now())
+            move(ledger, now())
             db.session.commit()
 
     def call(when: str, path: str, body: dict) -> dict:
@@ -112,35 +112,35 @@ def program(app, client, in_app, stop_clock, make_api_key, monkeypatch):
         db.session.commit()
         publish_rules(RULES)
     enrol("ann", "2026-02-01T00:00:00")
-    ledger("2026-02-15T00:00:00", lambda lg, t: lg.adjust(ids["ann"], 500, reason="Welcome", reference="ann-1", now=t))
+    points("2026-02-15T00:00:00", lambda lg, t: lg.adjust(ids["ann"], 500, reason="Welcome", reference="ann-1", now=t))
     enrol("bob", "2026-03-08T15:59:59")
     order("2026-03-08T15:59:59", "ann", "A1", "usd", 2000)
     enrol("cat", "2026-03-08T16:00:00")
-    ledger("2026-03-08T16:30:00", lambda lg, t: lg.earn(ids["cat"], 40, kind="bonus", reference="cat-1",
+    points("2026-03-08T16:30:00", lambda lg, t: lg.earn(ids["cat"], 40, kind="bonus", reference="cat-1",
                                                         description="Bonus", now=t,
                                                         expires_at=utc("2026-03-09T12:00:00")))
     r1 = call("2026-03-09T01:50:00", "/v1/redemptions", {"member_id": public["ann"], "order_id": "A2",
                                                         "currency": "usd", "amount": 3000, "points": 100,
                                                         "coupon_code": "WELCOME10"})
     order("2026-03-09T02:00:00", "ann", "A2", "usd", 3000, total=2400, redemption=r1["id"])
-    ledger("2026-03-09T13:00:00", lambda lg, t: lg.settle(ids["cat"], t))
+    points("2026-03-09T13:00:00", lambda lg, t: lg.settle(ids["cat"], t))
     enrol("dan", "2026-03-09T17:00:00")
     order("2026-03-09T17:00:00", "bob", "B1", "usd", 1000)
-    ledger("2026-03-09T18:00:00", lambda lg, t: lg.adjust(ids["dan"], 300, reason="Sorry", reference="dan-1", now=t))
-    ledger("2026-03-10T01:00:00", lambda lg, t: lg.spend(ids["dan"], 120, reference="dan-2", description="Mug", now=t))
+    points("2026-03-09T18:00:00", lambda lg, t: lg.adjust(ids["dan"], 300, reason="Sorry", reference="dan-1", now=t))
+    points("2026-03-10T01:00:00", lambda lg, t: lg.spend(ids["dan"], 120, reference="dan-2", description="Mug", now=t))
     order("2026-03-10T03:00:00", "bob", "B2", "eur", 4000)
     call("2026-03-10T05:00:00", "/v1/orders/B1/refunds", {"refund_id": "re_b1", "amount": 500})
     call("2026-03-10T06:00:00", "/v1/orders/A2/refunds", {"refund_id": "re_a2", "amount": 1200})
-    ledger("2026-03-10T10:00:00", lambda lg, t: lg.adjust(ids["ann"], -70, reason="Fix", reference="ann-2", now=t))
+    points("2026-03-10T10:00:00", lambda lg, t: lg.adjust(ids["ann"], -70, reason="Fix", reference="ann-2", now=t))
     enrol("eve", "2026-03-10T15:00:00")
     r2 = call("2026-03-10T15:50:00", "/v1/redemptions", {"member_id": public["cat"], "order_id": "C1",
                                                         "currency": "usd", "amount": 5000, "coupon_code": "WELCOME10"})
     order("2026-03-10T15:59:59", "cat", "C1", "usd", 5000, total=4500, redemption=r2["id"])
     enrol("fay", "2026-03-10T16:00:00")
     order("2026-03-10T16:00:00", "dan", "D1X", "usd", 1000)
-    ledger("2026-03-10T17:00:00", lambda lg, t: lg.earn(ids["fay"], 200, reference="fay-1", description="Order",
+    points("2026-03-10T17:00:00", lambda lg, t: lg.earn(ids["fay"], 200, reference="fay-1", description="Order",
                                                         now=t, pending_until=utc("2026-03-25T00:00:00")))
-    ledger("2026-03-10T23:50:00", lambda lg, t: lg.hold(ids["dan"], 40, reference="dan-3", description="Checkout",
+    points("2026-03-10T23:50:00", lambda lg, t: lg.hold(ids["dan"], 40, reference="dan-3", description="Checkout",
                                                         now=t, expires_at=t + timedelta(minutes=30)))
     with in_app():
         tier_id = {t.code: t.id for t in db.session.scalars(select(Tier))}
@@ -335,8 +335,8 @@ def test_liability_in_points_and_in_money_at_the_current_redemption_value(progra
 def test_liability_without_rules_has_no_money_value(analyst, make_member, in_app):
     member = make_member()
     with in_app():
-        Ledger(db.session).adjust(db.session.scalar(select(Member.id).where(Member.public_id == member["id"])), 25,
-                                  reason="Gift", reference="gift-1", now=now())
+        ledger.adjust(db.session.scalar(select(Member.id).where(Member.public_id == member["id"])), 25,
+                      reason="Gift", reference="gift-1", now=now())
         db.session.commit()
     body = analyst.get(LIABILITY).get_json()
     assert (body["points"], body["members_holding_points"], body["rule_version"], body["money"]) == (

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from loyalty.errors import ValidationProblem
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.reports import service as reports
@@ -48,7 +48,6 @@ def program(in_app, stop_clock):
                     for fields in LADDER}
         ids = {name: members.enrol(members.NewMember(email=unique_email(name)), source="test").id
                for name in "ABCDEF"}
-        ledger = Ledger(db.session)
         ledger.earn(ids["A"], 500, reference="a1", description="Order", now=at(1))
         ledger.earn(ids["A"], 200, reference="a2", description="Order", now=at(10, 10))
         ledger.spend(ids["A"], 100, reference="a3", description="Reward", now=at(12))

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from loyalty.clock import now
 from loyalty.errors import Problem
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import engine
 from loyalty.offers import rewards as catalog
@@ -39,7 +39,7 @@ def member_with(member_client, in_app):
         client, member = member_client()
         with in_app():
             internal = members.get_member(member["id"]).id
-            Ledger(db.session).adjust(internal, points, reason="Test", reference=f"seed:{member['id']}", now=now())
+            ledger.adjust(internal, points, reason="Test", reference=f"seed:{member['id']}", now=now())
             db.session.commit()
         return client, member
 
@@ -216,7 +216,7 @@ def test_the_last_reward_in_stock_goes_to_exactly_one_of_eight_racing_members(pg
         ids = []
         for _ in range(8):
             member = members.enrol(members.NewMember(email=unique_email()), source="test")
-            Ledger(db.session).adjust(member.id, 100, reason="Test", reference=f"s:{member.id}", now=T0)
+            ledger.adjust(member.id, 100, reason="Test", reference=f"s:{member.id}", now=T0)
             ids.append(member.id)
         db.session.commit()
         reward_id = entry.public_id

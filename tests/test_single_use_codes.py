@@ -15,7 +15,7 @@ from loyalty.auth import service as auth
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import rewards
@@ -204,7 +204,7 @@ def test_a_reward_coupon_pays_for_one_order_only(shop, manager, member_client, i
                                                         "points_cost": 500}).get_json()["id"]
     client, member = member_client()
     with in_app():
-        Ledger(db.session).adjust(members.get_member(member["id"]).id, 500, reason="Test", reference="seed", now=now())
+        ledger.adjust(members.get_member(member["id"]).id, 500, reason="Test", reference="seed", now=now())
         db.session.commit()
     code = client.post(f"/v1/me/rewards/{reward_id}/claim").get_json()["code"]
     assert [(c["code"], c["uses_left"]) for c in client.get("/v1/me/coupons").get_json()["data"]] == [(code, 1)]
@@ -391,7 +391,7 @@ def test_twenty_checkouts_of_one_member_with_their_reward_coupon_at_once_capture
         offer = offers.create_offer({"name": "Five off", "kind": "amount_off", "amount": 500, "currency": "usd"})
         reward = rewards.create_reward({"offer_id": offer.public_id, "name": "USD 5 off", "points_cost": 500})
         member = members.enrol(members.NewMember(email=unique_email(), password=PASSWORD), source="test")
-        Ledger(db.session).earn(member.id, 500, reference="order:welcome", description="Order", now=now())
+        ledger.earn(member.id, 500, reference="order:welcome", description="Order", now=now())
         _, code = rewards.claim(reward.public_id, member, reference="claim-1", now=now())
         _, secret = auth.create_api_key(name="shop", scopes=("checkout",))
         member_id, coupon = member.public_id, code.code
@@ -403,5 +403,5 @@ def test_twenty_checkouts_of_one_member_with_their_reward_coupon_at_once_capture
     with pg.app_context():
         assert db.session.execute(select(CouponUse.status, func.count()).group_by(CouponUse.status)).all() == [
             ("consumed", 1)]
-        assert Ledger(db.session).balances(db.session.scalar(
+        assert ledger.balances(db.session.scalar(
             select(Member.id).where(Member.public_id == member_id))).available == 0

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from loyalty.clock import now
 from loyalty.extensions import db
-from loyalty.ledger.service import Ledger
+from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.rules import engine
 from loyalty.rules import service as rules
@@ -40,7 +40,6 @@ def world(in_app, app):
 
         class World:
             id = member.id
-            ledger = Ledger(db.session)
 
             def earn(self, points: int, at: datetime):
                 txn = self.ledger.earn(member.id, points, reference=f"t:{next(_refs)}", description="Order",
@@ -368,7 +367,7 @@ def test_concurrent_earn_and_evaluation_leave_one_tier_and_one_history_row(pg):
         ids = []
         for _ in range(12):
             member = members.enrol(members.NewMember(email=unique_email()), source="test")
-            Ledger(db.session).earn(member.id, 999, reference=f"c:{member.id}", description="Order", now=T0)
+            ledger.earn(member.id, 999, reference=f"c:{member.id}", description="Order", now=T0)
             ids.append(member.id)
         db.session.commit()
     barrier = threading.Barrier(2 * len(ids))
@@ -376,7 +375,7 @@ def test_concurrent_earn_and_evaluation_leave_one_tier_and_one_history_row(pg):
     def earn_one(member_id: int) -> None:
         with pg.app_context():
             barrier.wait()
-            Ledger(db.session).earn(member_id, 1, reference=f"cross:{member_id}", description="Order", now=T0)
+            ledger.earn(member_id, 1, reference=f"cross:{member_id}", description="Order", now=T0)
             tiers.upgrade_if_qualified(db.session.get(members.Member, member_id), T0)
             db.session.commit()
 

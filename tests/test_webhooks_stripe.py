@@ -29,8 +29,9 @@ from loyalty import clock
 from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Redemption, Refund
 from loyalty.extensions import db
+from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, JournalTransaction
-from loyalty.ledger.service import Balances, Ledger
+from loyalty.ledger.service import Balances
 from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
@@ -86,8 +87,8 @@ def enrol(app: Flask, points: int = START) -> Shopper:
     with app.app_context():
         member = members.enrol(members.NewMember(email=unique_email()), source="test")
         if points:
-            Ledger(db.session).earn(member.id, points, reference=f"seed:{member.public_id}",
-                                    description="Welcome points", now=clock.now())
+            ledger.earn(member.id, points, reference=f"seed:{member.public_id}",
+                        description="Welcome points", now=clock.now())
         db.session.commit()
         return Shopper(member.id, member.public_id)
 
@@ -175,7 +176,7 @@ def deliver(client: FlaskClient, event: dict[str, Any]) -> str:
 
 def balances(app: Flask, shopper: Shopper) -> Balances:
     with app.app_context():
-        return Ledger(db.session).balances(shopper.id)
+        return ledger.balances(shopper.id)
 
 
 def redeemed(app: Flask, shopper: Shopper) -> int:
@@ -226,7 +227,7 @@ def stored(app: Flask, event: dict[str, Any]) -> tuple[str, str | None]:
 
 def settle(app: Flask, shopper: Shopper) -> None:
     with app.app_context():
-        Ledger(db.session).settle(shopper.id, clock.now())
+        ledger.settle(shopper.id, clock.now())
         db.session.commit()
 
 
