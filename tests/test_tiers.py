@@ -42,8 +42,8 @@ def world(in_app, app):
             id = member.id
 
             def earn(self, points: int, at: datetime):
-                txn = self.ledger.earn(member.id, points, reference=f"t:{next(_refs)}", description="Order",
-                                       now=at)
+                txn = ledger.earn(member.id, points, reference=f"t:{next(_refs)}", description="Order",
+                                  now=at)
                 tiers.upgrade_if_qualified(member, at)
                 db.session.commit()
                 return txn
@@ -104,8 +104,8 @@ def test_points_earned_before_the_window_do_not_count(world):
 
 def test_spending_points_never_reduces_progress(world, grace):
     world.earn(1000, T0)
-    hold = world.ledger.hold(world.id, 900, reference="spend", expires_at=T0 + DAY, now=T0, description="Checkout")
-    world.ledger.capture(hold, now=T0)
+    hold = ledger.hold(world.id, 900, reference="spend", expires_at=T0 + DAY, now=T0, description="Checkout")
+    ledger.capture(hold, now=T0)
     db.session.commit()
     world.evaluate(T0 + 100 * DAY)
     assert world.tier() == "silver"
@@ -132,7 +132,7 @@ def test_grace_defaults_to_one_more_window_after_last_qualifying(world):
 
 def test_a_refund_that_takes_points_back_under_the_threshold_downgrades_after_grace(world, grace):
     order = world.earn(1000, T0)
-    world.ledger.clawback(order, 10, reference="refund", now=T0 + DAY, description="Partial refund")
+    ledger.clawback(order, 10, reference="refund", now=T0 + DAY, description="Partial refund")
     db.session.commit()
     world.evaluate(T0 + 2 * DAY)
     assert world.tier() == "silver"  # kept through the grace
@@ -226,7 +226,7 @@ def test_the_preview_counts_exactly_what_the_evaluation_then_does_and_writes_not
     for name, points, earned_at in [("up", 1200, T0), ("grace", 1000, at - 5 * DAY), ("down", 1000, T0),
                                     ("stays", 6000, T0), ("base", 10, T0)]:
         member = members.enrol(members.NewMember(email=unique_email()), source="test")
-        world.ledger.earn(member.id, points, reference=f"p:{member.id}", description="Order", now=earned_at)
+        ledger.earn(member.id, points, reference=f"p:{member.id}", description="Order", now=earned_at)
         if name != "up":  # the others were upgraded when they earned; "up" is upgraded by the evaluation
             tiers.upgrade_if_qualified(member, earned_at)
         ids[member.id] = name
@@ -248,7 +248,7 @@ def test_the_members_who_would_move_come_a_page_at_a_time(world, staff_client):
     movers = []
     for _ in range(3):
         member = members.enrol(members.NewMember(email=unique_email()), source="test")
-        world.ledger.earn(member.id, 1500, reference=f"m:{member.id}", description="Order", now=T0)
+        ledger.earn(member.id, 1500, reference=f"m:{member.id}", description="Order", now=T0)
         movers.append(member.public_id)  # not upgraded yet: the evaluation would move them up
     db.session.commit()
     manager = staff_client("manager")
@@ -270,7 +270,7 @@ def test_an_unknown_cursor_is_refused(staff_client):
 def test_the_evaluation_job_runs_every_member_in_batches(world, runner, app):
     for _ in range(3):
         member = members.enrol(members.NewMember(email=unique_email()), source="test")
-        world.ledger.earn(member.id, 1500, reference=f"j:{member.id}", description="Order", now=T0)
+        ledger.earn(member.id, 1500, reference=f"j:{member.id}", description="Order", now=T0)
     db.session.commit()
     result = runner.invoke(args=["loyalty", "jobs", "run", "evaluate-tiers", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
