@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from loyalty import events
 from loyalty.db import for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
@@ -17,7 +18,6 @@ from loyalty.members.models import Member
 from loyalty.offers import service as offers
 from loyalty.offers.models import Offer, OfferCode, Reward, RewardClaim
 from loyalty.pagination import paginate
-from loyalty.webhooks import outbox
 
 
 def get_reward(public_id: str, *, lock: bool = False) -> Reward:
@@ -80,7 +80,7 @@ def claim(reward_public_id: str, member: Member, *, reference: str, now: datetim
     code = db.session.scalar(select(OfferCode).where(OfferCode.offer_id == offer.id, OfferCode.member_id == member.id)
                              .order_by(OfferCode.id.desc()).limit(1))
     reward.claimed += 1
-    outbox.emit("coupon.issued", {"code": code.code, "offer_id": offer.public_id, "reward_id": reward.public_id,
+    events.emit("coupon.issued", {"code": code.code, "offer_id": offer.public_id, "reward_id": reward.public_id,
                                   "expires_at": expires_at.isoformat()}, member_id=member.id)
     claim_row = RewardClaim(reward_id=reward.id, member_id=member.id, code_id=code.id, transaction_id=txn.id,
                             reference=reference, created_at=now)

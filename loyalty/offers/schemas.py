@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from loyalty.checkout.schemas import CURRENCY
 from loyalty.offers.models import OFFER_KINDS
-from loyalty.schemas import COUNT, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, Pattern, StrictSchema
+from loyalty.schemas import COUNT, CURRENCY, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, Pattern, StrictSchema
 
 NAMES = fields.List(fields.String(validate=validate.Length(min=1, max=128)), validate=validate.Length(max=1000))
 TIER_CODE = fields.String(validate=validate.Length(min=1, max=40))

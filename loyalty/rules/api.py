@@ -6,12 +6,12 @@ from flask_login import current_user
 
 from loyalty.auth.access import require
 from loyalty.auth.models import StaffUser
-from loyalty.checkout.service import engine_order_from
 from loyalty.clock import now
 from loyalty.errors import ValidationProblem
 from loyalty.extensions import Blueprint
 from loyalty.members import service as members
 from loyalty.rules import service
+from loyalty.rules.orders import engine_order_from
 from loyalty.rules.schemas import (
     DraftSchema,
     EarnResultSchema,

@@ -14,15 +14,16 @@ from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
-from loyalty.checkout.models import Order
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
+from loyalty.orders.models import Order
 from loyalty.rules import engine
 from loyalty.rules.document import dump_document, validate_document
 from loyalty.rules.models import RuleAward, RuleVersion
+from loyalty.rules.orders import engine_order
 from loyalty.schemas import INT4_MAX
 from loyalty.tiers import service as tiers
 
@@ -265,8 +266,6 @@ def simulate(document: dict[str, Any], order: engine.Order, member: Member | Non
 
 def impact(version: RuleVersion, *, last: int, now: datetime) -> dict[str, Any]:
     """Replay the last `last` paid orders under `version` and under the rules each was earned with."""
-    from loyalty.checkout.service import engine_order  # the checkout owns the order's shape
-
     orders = list(db.session.scalars(select(Order).order_by(Order.paid_at.desc(), Order.id.desc()).limit(last)))
     document = parsed(version)
     proposed = 0

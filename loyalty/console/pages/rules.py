@@ -16,7 +16,6 @@ from flask import render_template, request
 from flask_login import current_user
 from marshmallow import ValidationError as MarshmallowError
 
-from loyalty.checkout.service import engine_order_from
 from loyalty.clock import now
 from loyalty.console.access import PROGRAM_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
@@ -28,6 +27,7 @@ from loyalty.members import service as members
 from loyalty.rules import service
 from loyalty.rules.document import CURRENCY, EXPIRY_POLICIES
 from loyalty.rules.models import RuleVersion
+from loyalty.rules.orders import engine_order_from
 from loyalty.rules.schemas import DraftSchema, ImpactArgsSchema, PublishSchema, RuleListArgsSchema, SimulateSchema
 from loyalty.schemas import refuse_deep_json
 
