@@ -13,6 +13,7 @@ from loyalty import events
 from loyalty.db import for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
+from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
 from loyalty.offers import service as offers
@@ -87,6 +88,25 @@ def claim(reward_public_id: str, member: Member, *, reference: str, now: datetim
     db.session.add(claim_row)
     db.session.flush()
     return claim_row, code
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a member got for a claim: the coupon's code, the points it cost and the ledger transaction."""
+
+    reward_id: str
+    code: str
+    expires_at: datetime | None
+    points_spent: int
+    transaction_id: str
+
+
+def claim_receipt(reward_public_id: str, member: Member, *, reference: str, now: datetime) -> Receipt:
+    """`claim`, answered as the member sees it (a replay answers the first claim's code and transaction)."""
+    claimed, code = claim(reward_public_id, member, reference=reference, now=now)
+    return Receipt(reward_id=reward_public_id, code=code.code, expires_at=code.expires_at,
+                   points_spent=get_reward(reward_public_id).points_cost,
+                   transaction_id=db.session.get(JournalTransaction, claimed.transaction_id).public_id)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from loyalty.offers.models import OFFER_KINDS
 from loyalty.schemas import COUNT, CURRENCY, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, Pattern, StrictSchema
@@ -88,6 +90,11 @@ class GenerateCodesSchema(StrictSchema):
                              validate=validate.Length(min=1, max=100_000),
                              metadata={"description": "One code assigned to each of these members."})
     expires_at = Moment(allow_none=True)
+
+    @validates_schema
+    def _count_or_members(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if bool(data.get("member_ids")) == bool(data.get("count")):
+            raise ValidationError("Give either count or member_ids.", field_name="count")
 
 
 class GeneratedSchema(Schema):

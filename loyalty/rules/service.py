@@ -5,6 +5,7 @@ what it decided. Adds and flushes; never commits."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -23,7 +24,7 @@ from loyalty.orders.models import Order
 from loyalty.rules import engine
 from loyalty.rules.document import dump_document, validate_document
 from loyalty.rules.models import RuleAward, RuleVersion
-from loyalty.rules.orders import engine_order
+from loyalty.rules.orders import engine_order, engine_order_from
 from loyalty.schemas import INT4_MAX
 from loyalty.tiers import service as tiers
 
@@ -258,10 +259,24 @@ def evaluate_order(member: Member, order: engine.Order, at: datetime, *, exclude
     return engine.evaluate_earn(order, context, parsed(version), at), version
 
 
-def simulate(document: dict[str, Any], order: engine.Order, member: Member | None, at: datetime) -> engine.EarnResult:
-    """What `order` would earn under `document` (already validated): nothing is written."""
+def simulation_rules(*, document: dict[str, Any] | None, version: int | None, at: datetime
+                     ) -> tuple[dict[str, Any], RuleVersion | None]:
+    """The rules a simulation runs under, and their stored version: the `document` given (its errors under
+    `rules`), else stored `version`, else the version in force `at`."""
+    if document is not None:
+        return validated(document, field="rules"), None
+    stored = get_version(version) if version else in_force(at)
+    if stored is None:
+        raise ValidationProblem(errors={"rules": ["No rules are in force; send a document or a version."]})
+    return parsed(stored), stored
+
+
+def simulate(document: dict[str, Any], order: Mapping[str, Any], member: Member | None, at: datetime
+             ) -> engine.EarnResult:
+    """What an order given as the API's fields would earn under `document` (already validated): nothing is
+    written."""
     context = member_context(member, at) if member else engine.MemberContext()
-    return engine.evaluate_earn(order, context, document, at)
+    return engine.evaluate_earn(engine_order_from(order), context, document, at)
 
 
 def impact(version: RuleVersion, *, last: int, now: datetime) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from loyalty.members import service as members
 from loyalty.rules import service
 from loyalty.rules.document import CURRENCY, EXPIRY_POLICIES
 from loyalty.rules.models import RuleVersion
-from loyalty.rules.orders import engine_order_from
 from loyalty.rules.schemas import DraftSchema, ImpactArgsSchema, PublishSchema, RuleListArgsSchema, SimulateSchema
 from loyalty.schemas import refuse_deep_json
 
@@ -311,7 +310,7 @@ def rules_simulate(version: int):
             except NotFound:
                 raise ValidationProblem(errors={"member_id": ["No member has this id."]}) from None
         at = sample["order"].get("paid_at") or now()  # campaigns and expiry read when the order is paid
-        return service.simulate(service.parsed(stored), engine_order_from(sample["order"]), member, at)
+        return service.simulate(service.parsed(stored), sample["order"], member, at)
 
     result, problem = _read_only(simulate)
     return _version_page(service.get_version(version), problem=problem, form="simulate", values=request.form,
