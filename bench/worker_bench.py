@@ -32,7 +32,7 @@ from loyalty.extensions import db
 from loyalty.jobs.service import expire_points, remind_expiring
 from loyalty.ledger.verify import verify
 from loyalty.rules import service as rules
-from loyalty.webhooks import delivery, outbound, outbox
+from loyalty.webhooks import delivery, outbound
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -118,7 +118,7 @@ def delivery_rate(app, events: int, members: int) -> None:
         endpoint = outbound.create_endpoint({"url": f"http://127.0.0.1:{server.server_address[1]}/hooks"})
         Receiver.secret = endpoint.secret
         for n in range(events):
-            outbox.emit("points.expiring", {"lot_id": f"lot_bench{n}", "points": 10}, member_id=n % members + 1)
+            events.emit("points.expiring", {"lot_id": f"lot_bench{n}", "points": 10}, member_id=n % members + 1)
         db.session.commit()
         started = time.perf_counter()
         dispatched = outbound.dispatch(now())

@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_config
-from loyalty import console, errors, observability
+from loyalty import console, errors, events, observability
 from loyalty.auth.cross_site import refuse_cross_site_writes
 from loyalty.extensions import api, db, limiter, login_manager, migrate
 from loyalty.schemas import refuse_deep_json
@@ -35,6 +35,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     # First, so every later hook (the rate limiter's included) runs with a request id.
     observability.init_app(app)
     _init_database(app)
+    events.init_app(app)
     _init_auth(app)
     limiter.init_app(app)
     _init_api(app)

@@ -161,7 +161,9 @@ def init_app(app) -> None:
     from flask import g, jsonify
     from werkzeug.exceptions import HTTPException
 
-    from loyalty.extensions import db, login_manager
+    # The app's own database and login manager, so this module needs no `loyalty.extensions`: every module
+    # may import errors, and errors imports nothing of the app's.
+    db, login_manager = app.extensions["sqlalchemy"], app.login_manager
 
     def respond(body: dict[str, Any], headers: Mapping[str, str] | None = None):
         response = jsonify(body)

@@ -63,6 +63,9 @@ class Pattern(validate.Regexp):
         return value
 
 
+CURRENCY = Pattern(r"^[a-z]{3}$", error="A lowercase ISO 4217 code, e.g. usd.")
+
+
 class StrictSchema(Schema):
     """Input schemas reject unknown fields (marshmallow's default), stated here on purpose, and text no field
     means and no column can store: NUL characters and unpaired surrogates, at any depth."""

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import select
 
 from loyalty.checkout import service as checkout
-from loyalty.checkout.models import Order, Refund
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.ledger import service as ledger
@@ -18,6 +17,7 @@ from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
+from loyalty.orders.models import Order, Refund
 from loyalty.tiers import service as tiers
 from tests.conftest import assert_problem, bearer, publish_rules, unique_email
 

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from loyalty import events
 from loyalty.auth import service as auth
 from loyalty.auth.models import ApiKey
 from loyalty.extensions import db
 from loyalty.members import service as members
-from loyalty.webhooks import inbound, outbound, outbox
+from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
 from tests import stripe_events as se
 from tests.conftest import bearer, publish_rules, submit, unique_email
@@ -53,7 +54,7 @@ def deliveries(in_app):
     def make(endpoint_id: str, statuses: list[str]) -> list[str]:
         with in_app():
             for n, _ in enumerate(statuses):
-                outbox.emit("member.created", {"n": n})
+                events.emit("member.created", {"n": n})
             db.session.commit()
             outbound.dispatch(T0)
             endpoint = outbound.get_endpoint(endpoint_id)
@@ -152,7 +153,7 @@ def test_no_endpoint_yet_says_so(admin):
 def test_the_new_endpoint_form_offers_every_event_type_as_a_checkbox(admin):
     page = _text(admin.get("/console/webhooks/new"))
 
-    for event_type in outbox.EVENT_TYPES:
+    for event_type in events.EVENT_TYPES:
         assert f'type="checkbox" name="event_types" value="{event_type}"' in page
 
 

@@ -24,7 +24,6 @@ from sqlalchemy import func, select
 from loyalty import writes
 from loyalty.auth import service as auth
 from loyalty.auth.access import require
-from loyalty.checkout.models import Order
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.idempotency import fingerprint
@@ -33,6 +32,7 @@ from loyalty.ledger.models import JournalTransaction
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
+from loyalty.orders.models import Order
 from loyalty.writes import REPLAYED_HEADER, StoredResponse, purge_expired, write
 from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
 

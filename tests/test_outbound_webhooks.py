@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from loyalty import events
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.jobs import service as jobs
@@ -30,7 +31,7 @@ from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.tiers import service as tiers
-from loyalty.webhooks import outbound, outbox
+from loyalty.webhooks import outbound
 from loyalty.webhooks.delivery import SIGNATURE_HEADER, verify
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
 from tests.conftest import assert_problem, bearer, publish_rules, unique_email
@@ -951,7 +952,7 @@ def test_two_workers_at_once_send_each_delivery_once(pg: Flask, receiver):
         endpoint = outbound.create_endpoint({"url": receiver.url("/hook")})
         receiver.secrets["/hook"] = endpoint.secret
         for number in range(12):
-            outbox.emit("order.refunded", {"order_id": f"ord-{number}"})
+            events.emit("order.refunded", {"order_id": f"ord-{number}"})
         db.session.commit()
         outbound.dispatch(T0)
     barrier = threading.Barrier(2)

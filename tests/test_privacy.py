@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from loyalty.checkout.models import Order, Redemption
+from loyalty.checkout.models import Redemption
 from loyalty.extensions import db
 from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, JournalTransaction, Lot
@@ -34,6 +34,7 @@ from loyalty.members import service as members
 from loyalty.members.models import Member
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
+from loyalty.orders.models import Order
 from loyalty.tiers import service as tiers
 from loyalty.webhooks import delivery, outbound
 from loyalty.webhooks.models import OutboxEvent, StripeEvent

@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from sqlalchemy import event, select
 
-from loyalty.checkout.models import Order
 from loyalty.extensions import db
 from loyalty.members import service as members
+from loyalty.orders.models import Order
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
 from tests.conftest import bearer, publish_rules

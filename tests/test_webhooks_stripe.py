@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from loyalty import clock
 from loyalty.checkout import service as checkout
-from loyalty.checkout.models import Order, Redemption, Refund
+from loyalty.checkout.models import Redemption
 from loyalty.extensions import db
 from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, JournalTransaction
@@ -36,6 +36,7 @@ from loyalty.ledger.verify import verify
 from loyalty.members import service as members
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
+from loyalty.orders.models import Order, Refund
 from loyalty.webhooks import inbound
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
-from loyalty.checkout.models import CHANNELS
+from loyalty.orders.models import CHANNELS
 from loyalty.rules.document import DecimalString
-from loyalty.schemas import MONEY, MONEY_MAX, POINTS, POSITIVE_MONEY, Moment, Pattern, StrictSchema
-
-CURRENCY = Pattern(r"^[a-z]{3}$", error="A lowercase ISO 4217 code, e.g. usd.")
-MAX_LINES = 500
-
-
-class LineSchema(StrictSchema):
-    sku = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    category = fields.String(validate=validate.Length(min=1, max=128), allow_none=True)
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100_000))
-    unit_amount = fields.Integer(required=True, strict=True, validate=MONEY)
-    discount_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
-
-
-def _lines_within_money(lines: list[dict]) -> None:
-    """Each line is bounded, and so is what they add up to: no subtotal, earn or refund share can overflow."""
-    if sum(line["quantity"] * line["unit_amount"] for line in lines) > MONEY_MAX:
-        raise ValidationError(f"The lines add up to more than {MONEY_MAX}.")
-
-
-def order_lines(**kwargs: object) -> fields.List:
-    """An order's lines: 1 to MAX_LINES, adding up to at most MONEY_MAX."""
-    return fields.List(fields.Nested(LineSchema), validate=[validate.Length(min=1, max=MAX_LINES),
-                                                            _lines_within_money], **kwargs)
+from loyalty.rules.schemas import BreakdownSchema, order_lines
+from loyalty.schemas import CURRENCY, MONEY, POINTS, POSITIVE_MONEY, Moment, StrictSchema
 
 
 class OrderSchema(StrictSchema):
@@ -50,12 +28,6 @@ class OrderSchema(StrictSchema):
     class Meta(StrictSchema.Meta):
         description = ("Lines at their prices; `total_amount` is what was paid. The order earns on what was paid, "
                        "so what points and coupons paid does not earn.")
-
-
-class BreakdownSchema(Schema):
-    rule = fields.String()
-    points = fields.Integer()
-    detail = fields.String()
 
 
 class OrderResultSchema(Schema):

@@ -20,8 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from loyalty import events
 from loyalty.batches import KeepGoing, always
-from loyalty.checkout.models import Order, Redemption, Refund
+from loyalty.checkout.models import Redemption
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import (
     Conflict,
@@ -41,28 +42,15 @@ from loyalty.members.models import Member
 from loyalty.offers import engine as offer_engine
 from loyalty.offers import service as offers
 from loyalty.offers.models import Offer
+from loyalty.orders.models import Order, Refund
 from loyalty.pagination import paginate
 from loyalty.rules import engine
 from loyalty.rules import service as rules
+from loyalty.rules.orders import engine_order, engine_order_from
 from loyalty.tiers import service as tiers
 from loyalty.tiers.models import Tier
-from loyalty.webhooks import outbox
 
 # --- the order as the engines see it ---------------------------------------------------------------------
-
-
-def engine_order_from(data: dict[str, Any]) -> engine.Order:
-    """The rules engine's view of an order given as the API's fields."""
-    lines = tuple(engine.Line(sku=line["sku"], quantity=line["quantity"], unit_amount=line["unit_amount"],
-                              category=line.get("category"), discount_amount=line.get("discount_amount") or 0)
-                  for line in data["lines"])
-    return engine.Order(currency=data["currency"], lines=lines, shipping_amount=data.get("shipping_amount") or 0,
-                        discount_amount=data.get("discount_amount") or 0)
-
-
-def engine_order(order: Order) -> engine.Order:
-    return engine_order_from({"currency": order.currency, "lines": order.lines,
-                              "shipping_amount": order.shipping_amount, "discount_amount": order.discount_amount})
 
 
 def _cart(data: dict[str, Any]) -> offer_engine.Cart:
@@ -299,7 +287,7 @@ def _capture(redemption: Redemption, *, now: datetime, paid_at: datetime) -> Non
 
 
 def _captured(redemption: Redemption) -> None:
-    outbox.emit("redemption.captured", {
+    events.emit("redemption.captured", {
         "redemption_id": redemption.public_id, "order_id": redemption.order_id, "points": redemption.points,
         "coupon_code": redemption.coupon_code, "discount_amount": redemption.discount_amount},
         member_id=redemption.member_id)
@@ -569,7 +557,7 @@ def refund_order(order: Order, payload: dict[str, Any], *, now: datetime, source
     order.status = "refunded" if refunded == order.total_amount else "partially_refunded"
     for member_id in sorted({order.member_id, *(bonus.member_id for bonus in bonuses)}):
         tiers.revert_if_unqualified(member_id, since=order.paid_at, now=now)
-    outbox.emit("order.refunded", {
+    events.emit("order.refunded", {
         "order_id": order.order_id, "refund_id": row.refund_id, "amount": row.amount, "currency": order.currency,
         "refunded_amount": refunded, "points_clawed_back": row.points_clawed_back, "shortfall": row.shortfall,
         "points_restored": row.points_restored, "order_status": order.status}, member_id=order.member_id)

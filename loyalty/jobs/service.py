@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from flask import current_app
 from sqlalchemy import Select, extract, select
 
-from loyalty import writes
+from loyalty import events, writes
 from loyalty.batches import KeepGoing, always
 from loyalty.checkout import service as checkout
 from loyalty.extensions import db
@@ -27,7 +27,7 @@ from loyalty.members.models import Member
 from loyalty.rules import service as rules
 from loyalty.rules.models import RuleAward
 from loyalty.tiers import service as tiers
-from loyalty.webhooks import outbound, outbox
+from loyalty.webhooks import outbound
 
 
 def _settle_members(due_lots: Select, now: datetime, batch_size: int, keep_going: KeepGoing) -> dict[str, int]:
@@ -100,7 +100,7 @@ def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
             break
         for lot in lots:
             db.session.add(ExpiryReminder(lot_id=lot.id, member_id=lot.member_id, sent_at=now))
-            outbox.emit("points.expiring", {"lot_id": lot.public_id, "points": lot.remaining,
+            events.emit("points.expiring", {"lot_id": lot.public_id, "points": lot.remaining,
                                             "expires_at": lot.expires_at.isoformat()}, member_id=lot.member_id)
         db.session.commit()
         sent += len(lots)
@@ -126,7 +126,7 @@ def _remind_inactive(idle: timedelta, now: datetime, until: datetime, batch_size
             break
         for member_id, last_activity_at, points in due:
             db.session.add(ExpiryReminder(member_id=member_id, activity_at=last_activity_at, sent_at=now))
-            outbox.emit("points.expiring", {"points": points, "expires_at": (last_activity_at + idle).isoformat(),
+            events.emit("points.expiring", {"points": points, "expires_at": (last_activity_at + idle).isoformat(),
                                             "reason": "inactivity", "last_activity_at": last_activity_at.isoformat()},
                         member_id=member_id)
         db.session.commit()

@@ -11,6 +11,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from loyalty import events
 from loyalty.auth.passwords import hash_password, verify_password
 from loyalty.auth.sessions import end_sessions
 from loyalty.clock import now
@@ -24,7 +25,6 @@ from loyalty.pagination import paginate
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
 from loyalty.tiers.models import MemberTier, Tier
-from loyalty.webhooks import outbox
 
 # No 0/O, 1/I/L or U/V look-alikes: codes are read aloud and typed from receipts.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTWXYZ"
@@ -89,7 +89,7 @@ def enrol(new: NewMember, *, source: str) -> Member:
             _raise_if_taken(new)
             continue  # only the random referral code collided: draw another
         ledger.open_accounts(member.id, now())
-        outbox.emit("member.created", {"source": source, "referred": referrer is not None}, member_id=member.id)
+        events.emit("member.created", {"source": source, "referred": referrer is not None}, member_id=member.id)
         rules.award_event(member, "signup", now=now(), reference=f"signup:{member.public_id}")
         if new.marketing_consent is not None:
             record_consent(member, "marketing_email", new.marketing_consent, source=source)
@@ -123,7 +123,7 @@ def record_consent(member: Member, purpose: str, granted: bool, *, source: str) 
     consent = MemberConsent(member_id=member.id, purpose=purpose, granted=granted, source=source)
     db.session.add(consent)
     db.session.flush()
-    outbox.emit("consent.changed", {"purpose": purpose, "granted": granted, "source": source,
+    events.emit("consent.changed", {"purpose": purpose, "granted": granted, "source": source,
                                     "recorded_at": consent.recorded_at.isoformat()}, member_id=member.id)
     return consent
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import secrets
 
 from flask_login import current_user
-from sqlalchemy import select
 
 from loyalty.auth.access import require
 from loyalty.clock import now
-from loyalty.errors import ValidationProblem
-from loyalty.extensions import Blueprint, db
-from loyalty.ledger.models import JournalTransaction
-from loyalty.members.models import Member
+from loyalty.extensions import Blueprint
 from loyalty.offers import rewards, service
 from loyalty.offers.schemas import (
     CatalogPageSchema,
@@ -83,18 +79,11 @@ def update_offer(payload: dict, offer_id: str):
 def generate_codes(payload: dict, offer_id: str):
     """Generate unique, unguessable codes: `count` of them, or one for each of `member_ids`."""
     offer = service.get_offer(offer_id)
-    wanted = payload.get("member_ids")
-    if bool(wanted) == bool(payload.get("count")):
-        raise ValidationProblem(errors={"count": ["Give either count or member_ids."]})
-    member_ids = None
-    if wanted:
-        found = dict(db.session.execute(select(Member.public_id, Member.id).where(Member.public_id.in_(wanted))).all())
-        missing = sorted(set(wanted) - set(found))
-        if missing:
-            raise ValidationProblem(errors={"member_ids": [f"No member has the id {missing[0]}."]})
-        member_ids = [found[public_id] for public_id in wanted]
-    generated = service.generate_codes(offer, payload.get("count") or len(member_ids), member_ids=member_ids,
-                                       expires_at=payload.get("expires_at"))
+    if payload.get("member_ids"):
+        generated = service.generate_codes_for_members(offer, payload["member_ids"],
+                                                       expires_at=payload.get("expires_at"))
+    else:
+        generated = service.generate_codes(offer, payload["count"], expires_at=payload.get("expires_at"))
     return {"generated": generated}
 
 
@@ -162,10 +151,7 @@ def claim(reward_id: str):
     """Spend points for a reward: the coupon is issued in the same transaction. Send `Idempotency-Key`
     so a retry claims once."""
     reference = f"{current_user.public_id}:{secrets.token_hex(12)}"  # retries: `@write` replays the first
-    claimed, code = rewards.claim(reward_id, current_user, reference=reference, now=now())
-    return {"reward_id": reward_id, "code": code.code, "expires_at": code.expires_at,
-            "points_spent": rewards.get_reward(reward_id).points_cost,
-            "transaction_id": db.session.get(JournalTransaction, claimed.transaction_id).public_id}
+    return rewards.claim_receipt(reward_id, current_user, reference=reference, now=now())
 
 
 @rewards_blp.get("/me/coupons")

@@ -9,15 +9,16 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from loyalty import events
 from loyalty.db import for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger import service as ledger
+from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
 from loyalty.offers import service as offers
 from loyalty.offers.models import Offer, OfferCode, Reward, RewardClaim
 from loyalty.pagination import paginate
-from loyalty.webhooks import outbox
 
 
 def get_reward(public_id: str, *, lock: bool = False) -> Reward:
@@ -80,13 +81,32 @@ def claim(reward_public_id: str, member: Member, *, reference: str, now: datetim
     code = db.session.scalar(select(OfferCode).where(OfferCode.offer_id == offer.id, OfferCode.member_id == member.id)
                              .order_by(OfferCode.id.desc()).limit(1))
     reward.claimed += 1
-    outbox.emit("coupon.issued", {"code": code.code, "offer_id": offer.public_id, "reward_id": reward.public_id,
+    events.emit("coupon.issued", {"code": code.code, "offer_id": offer.public_id, "reward_id": reward.public_id,
                                   "expires_at": expires_at.isoformat()}, member_id=member.id)
     claim_row = RewardClaim(reward_id=reward.id, member_id=member.id, code_id=code.id, transaction_id=txn.id,
                             reference=reference, created_at=now)
     db.session.add(claim_row)
     db.session.flush()
     return claim_row, code
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a member got for a claim: the coupon's code, the points it cost and the ledger transaction."""
+
+    reward_id: str
+    code: str
+    expires_at: datetime | None
+    points_spent: int
+    transaction_id: str
+
+
+def claim_receipt(reward_public_id: str, member: Member, *, reference: str, now: datetime) -> Receipt:
+    """`claim`, answered as the member sees it (a replay answers the first claim's code and transaction)."""
+    claimed, code = claim(reward_public_id, member, reference=reference, now=now)
+    return Receipt(reward_id=reward_public_id, code=code.code, expires_at=code.expires_at,
+                   points_spent=get_reward(reward_public_id).points_cost,
+                   transaction_id=db.session.get(JournalTransaction, claimed.transaction_id).public_id)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
 
-from loyalty.checkout.schemas import CURRENCY
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
 from loyalty.offers.models import OFFER_KINDS
-from loyalty.schemas import COUNT, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, Pattern, StrictSchema
+from loyalty.schemas import COUNT, CURRENCY, MONEY, POSITIVE_COUNT, POSITIVE_MONEY, Moment, Pattern, StrictSchema
 
 NAMES = fields.List(fields.String(validate=validate.Length(min=1, max=128)), validate=validate.Length(max=1000))
 TIER_CODE = fields.String(validate=validate.Length(min=1, max=40))
@@ -89,6 +90,11 @@ class GenerateCodesSchema(StrictSchema):
                              validate=validate.Length(min=1, max=100_000),
                              metadata={"description": "One code assigned to each of these members."})
     expires_at = Moment(allow_none=True)
+
+    @validates_schema
+    def _count_or_members(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if bool(data.get("member_ids")) == bool(data.get("count")):
+            raise ValidationError("Give either count or member_ids.", field_name="count")
 
 
 class GeneratedSchema(Schema):

@@ -95,6 +95,18 @@ def _add_public_code(offer: Offer, code: str) -> OfferCode:
     return entry
 
 
+def generate_codes_for_members(offer: Offer, member_public_ids: list[str], *, expires_at: datetime | None = None
+                               ) -> int:
+    """One unique code for each member named, in the order given; an unknown id is refused, naming it."""
+    found = dict(db.session.execute(select(Member.public_id, Member.id)
+                                    .where(Member.public_id.in_(member_public_ids))).all())
+    missing = sorted(set(member_public_ids) - set(found))
+    if missing:
+        raise ValidationProblem(errors={"member_ids": [f"No member has the id {missing[0]}."]})
+    owners = [found[public_id] for public_id in member_public_ids]
+    return generate_codes(offer, len(owners), member_ids=owners, expires_at=expires_at)
+
+
 def generate_codes(offer: Offer, count: int, *, member_ids: list[int] | None = None,
                    expires_at: datetime | None = None) -> int:
     """Add `count` unique unguessable codes (one per member when `member_ids` is given), in chunks; a code

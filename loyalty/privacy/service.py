@@ -34,9 +34,10 @@ from sqlalchemy import Text, cast, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
+from loyalty import events
 from loyalty.auth.sessions import end_sessions
 from loyalty.checkout import service as checkout
-from loyalty.checkout.models import Order, Redemption, Refund
+from loyalty.checkout.models import Redemption
 from loyalty.db import for_update
 from loyalty.errors import Conflict
 from loyalty.extensions import db
@@ -45,8 +46,8 @@ from loyalty.ledger.models import Hold, JournalTransaction, Lot
 from loyalty.members import service as members
 from loyalty.members.models import CONSENT_PURPOSES, Member, MemberConsent
 from loyalty.offers.models import CouponUse, Offer, OfferCode, Reward, RewardClaim
+from loyalty.orders.models import Order, Refund
 from loyalty.tiers.models import Tier, TierChange
-from loyalty.webhooks import outbox
 from loyalty.webhooks.models import OutboxEvent, StripeEvent
 from loyalty.writes import StoredResponse
 
@@ -227,7 +228,7 @@ def erase(member: Member, now: datetime, by: str) -> Erasure:
         _scrub_elsewhere(member)
         _anonymise(member, now)
         end_sessions(member)
-        outbox.emit("member.erased", {"by": by, "erased_at": now.isoformat()}, member_id=member.id)
+        events.emit("member.erased", {"by": by, "erased_at": now.isoformat()}, member_id=member.id)
     return _erasure(member)
 
 

@@ -35,12 +35,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, or_, select
 
-from loyalty.checkout.models import Order, Redemption
+from loyalty.checkout.models import Redemption
 from loyalty.errors import ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
 from loyalty.offers.models import CouponUse, Offer, OfferCode
+from loyalty.orders.models import Order
 from loyalty.reports import service
 from loyalty.reports.periods import FIRST_DATE, LAST_DATE, MAX_DAYS, PERIODS, Buckets
 from loyalty.reports.service import Flows

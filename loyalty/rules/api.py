@@ -6,9 +6,7 @@ from flask_login import current_user
 
 from loyalty.auth.access import require
 from loyalty.auth.models import StaffUser
-from loyalty.checkout.service import engine_order_from
 from loyalty.clock import now
-from loyalty.errors import ValidationProblem
 from loyalty.extensions import Blueprint
 from loyalty.members import service as members
 from loyalty.rules import service
@@ -102,16 +100,9 @@ def simulate(payload: dict):
     """What a sample order would earn under a document, a stored version or the rules in force, with the
     breakdown. Changes nothing."""
     at = payload["order"].get("paid_at") or now()
-    version = None
-    if payload.get("rules") is not None:
-        document = service.validated(payload["rules"], field="rules")
-    else:
-        version = service.get_version(payload["version"]) if payload.get("version") else service.in_force(at)
-        if version is None:
-            raise ValidationProblem(errors={"rules": ["No rules are in force; send a document or a version."]})
-        document = service.parsed(version)
+    document, version = service.simulation_rules(document=payload.get("rules"), version=payload.get("version"), at=at)
     member = members.get_member(payload["member_id"]) if payload.get("member_id") else None
-    result = service.simulate(document, engine_order_from(payload["order"]), member, at)
+    result = service.simulate(document, payload["order"], member, at)
     return {"points": result.points, "pending_until": result.pending_until, "expires_at": result.expires_at,
             "breakdown": result.breakdown, "rule_version": version.version if version else None}
 

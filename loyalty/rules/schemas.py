@@ -1,11 +1,39 @@
-"""Rule version and simulation shapes. The document itself is validated by `loyalty.rules.document`."""
+"""Rule version and simulation shapes, and an order's lines and breakdown as the engine reads and explains them
+(checkout's schemas use them too). The document itself is validated by `loyalty.rules.document`."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
-from loyalty.checkout.schemas import CURRENCY, BreakdownSchema, order_lines
-from loyalty.schemas import MONEY, POSITIVE_COUNT, Moment, StrictSchema
+from loyalty.schemas import CURRENCY, MONEY, MONEY_MAX, POSITIVE_COUNT, Moment, StrictSchema
+
+MAX_LINES = 500
+
+
+class LineSchema(StrictSchema):
+    sku = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    category = fields.String(validate=validate.Length(min=1, max=128), allow_none=True)
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100_000))
+    unit_amount = fields.Integer(required=True, strict=True, validate=MONEY)
+    discount_amount = fields.Integer(strict=True, validate=MONEY, load_default=0)
+
+
+def _lines_within_money(lines: list[dict]) -> None:
+    """Each line is bounded, and so is what they add up to: no subtotal, earn or refund share can overflow."""
+    if sum(line["quantity"] * line["unit_amount"] for line in lines) > MONEY_MAX:
+        raise ValidationError(f"The lines add up to more than {MONEY_MAX}.")
+
+
+def order_lines(**kwargs: object) -> fields.List:
+    """An order's lines: 1 to MAX_LINES, adding up to at most MONEY_MAX."""
+    return fields.List(fields.Nested(LineSchema), validate=[validate.Length(min=1, max=MAX_LINES),
+                                                            _lines_within_money], **kwargs)
+
+
+class BreakdownSchema(Schema):
+    rule = fields.String()
+    points = fields.Integer()
+    detail = fields.String()
 
 
 class RuleVersionSummarySchema(Schema):

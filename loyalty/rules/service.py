@@ -5,6 +5,7 @@ what it decided. Adds and flushes; never commits."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -14,15 +15,16 @@ from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
-from loyalty.checkout.models import Order
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 from loyalty.extensions import db
 from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
+from loyalty.orders.models import Order
 from loyalty.rules import engine
 from loyalty.rules.document import dump_document, validate_document
 from loyalty.rules.models import RuleAward, RuleVersion
+from loyalty.rules.orders import engine_order, engine_order_from
 from loyalty.schemas import INT4_MAX
 from loyalty.tiers import service as tiers
 
@@ -257,16 +259,28 @@ def evaluate_order(member: Member, order: engine.Order, at: datetime, *, exclude
     return engine.evaluate_earn(order, context, parsed(version), at), version
 
 
-def simulate(document: dict[str, Any], order: engine.Order, member: Member | None, at: datetime) -> engine.EarnResult:
-    """What `order` would earn under `document` (already validated): nothing is written."""
+def simulation_rules(*, document: dict[str, Any] | None, version: int | None, at: datetime
+                     ) -> tuple[dict[str, Any], RuleVersion | None]:
+    """The rules a simulation runs under, and their stored version: the `document` given (its errors under
+    `rules`), else stored `version`, else the version in force `at`."""
+    if document is not None:
+        return validated(document, field="rules"), None
+    stored = get_version(version) if version else in_force(at)
+    if stored is None:
+        raise ValidationProblem(errors={"rules": ["No rules are in force; send a document or a version."]})
+    return parsed(stored), stored
+
+
+def simulate(document: dict[str, Any], order: Mapping[str, Any], member: Member | None, at: datetime
+             ) -> engine.EarnResult:
+    """What an order given as the API's fields would earn under `document` (already validated): nothing is
+    written."""
     context = member_context(member, at) if member else engine.MemberContext()
-    return engine.evaluate_earn(order, context, document, at)
+    return engine.evaluate_earn(engine_order_from(order), context, document, at)
 
 
 def impact(version: RuleVersion, *, last: int, now: datetime) -> dict[str, Any]:
     """Replay the last `last` paid orders under `version` and under the rules each was earned with."""
-    from loyalty.checkout.service import engine_order  # the checkout owns the order's shape
-
     orders = list(db.session.scalars(select(Order).order_by(Order.paid_at.desc(), Order.id.desc()).limit(last)))
     document = parsed(version)
     proposed = 0

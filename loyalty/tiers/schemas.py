@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from loyalty.checkout.schemas import CURRENCY
 from loyalty.rules.document import MULTIPLIER, DecimalString
-from loyalty.schemas import Pattern, StrictSchema
+from loyalty.schemas import CURRENCY, Pattern, StrictSchema
 
 
 class BenefitsSchema(StrictSchema):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from blinker import Namespace
 from flask import current_app
 from sqlalchemy import and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,17 +22,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from loyalty.batches import KeepGoing, always
-from loyalty.checkout.models import Order
 from loyalty.db import UTCDateTime, for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
+
+# Announced on every change (`loyalty.events` turns it into a `tier.changed` event for the shop's tools).
+from loyalty.events import tier_changed
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
+from loyalty.orders.models import Order
 from loyalty.tiers.models import MemberTier, Tier, TierChange
-
-# The hook point for outbound `tier.changed` events (delivered by the outbox, once it exists).
-signals = Namespace()
-tier_changed = signals.signal("tier.changed")
 
 Basis = tuple[str, int, str | None]  # (basis, window_days, currency): what one qualifying amount measures
 

@@ -32,11 +32,12 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import with_expression
 
 from loyalty.checkout import service as checkout
-from loyalty.checkout.models import Order, Redemption
+from loyalty.checkout.models import Redemption
 from loyalty.checkout.schemas import OrderSchema
 from loyalty.db import for_update
 from loyalty.errors import Conflict, NotFound, Problem, RedemptionNotHeld, flatten_messages
 from loyalty.extensions import db
+from loyalty.orders.models import Order
 from loyalty.pagination import paginate
 from loyalty.webhooks import stripe_api
 from loyalty.webhooks.models import RETRYABLE_STATUSES, StripeEvent

@@ -25,13 +25,13 @@ from loyalty import clock
 from loyalty.batches import KeepGoing, always
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import NotFound, ValidationProblem
+from loyalty.events import EVENT_TYPES
 from loyalty.extensions import db
 from loyalty.members import service as members
 from loyalty.members.models import CONSENT_PURPOSES, Member
 from loyalty.pagination import paginate
 from loyalty.webhooks import delivery
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from loyalty.webhooks.outbox import EVENT_TYPES
 
 LEASE = timedelta(minutes=5)
 _rng = random.SystemRandom()

@@ -8,10 +8,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
-from loyalty.checkout.schemas import CURRENCY, MONEY
-from loyalty.schemas import UNSTORABLE, ListArgsSchema, Pattern, StrictSchema
+from loyalty.events import EVENT_TYPES
+from loyalty.schemas import CURRENCY, MONEY, UNSTORABLE, ListArgsSchema, Pattern, StrictSchema
 from loyalty.webhooks.models import EVENT_STATUSES
-from loyalty.webhooks.outbox import EVENT_TYPES
 
 EVENT_TYPE_LIST = fields.List(fields.String(validate=validate.OneOf(EVENT_TYPES)), validate=validate.Length(max=20),
                               metadata={"description": "The event types to send; empty or absent: all of them."})

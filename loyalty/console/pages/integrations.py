@@ -19,9 +19,9 @@ from loyalty.console.blueprints import console
 from loyalty.console.forms import attempt, form_data, page_args, submitted
 from loyalty.console.views import done, render_form
 from loyalty.errors import Problem
+from loyalty.events import EVENT_TYPES
 from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.models import WebhookEndpoint
-from loyalty.webhooks.outbox import EVENT_TYPES
 from loyalty.webhooks.schemas import DeliveryArgsSchema, EndpointCreateSchema, StripeEventArgsSchema
 
 EVENT_TYPE_OPTIONS = [(event_type, event_type) for event_type in EVENT_TYPES]

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, render_template, request, stream_with_context
-from marshmallow import fields, pre_load
+from marshmallow import ValidationError, fields, pre_load, validates_schema
 
 from loyalty.clock import now
 from loyalty.console.access import PROGRAM_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
 from loyalty.console.forms import attempt, form_data, page_args, submitted, whole_number
 from loyalty.console.views import done, render_form
-from loyalty.errors import Problem, ValidationProblem
+from loyalty.errors import Problem
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service
 from loyalty.offers.models import OFFER_KINDS, Offer, Reward
@@ -85,6 +85,24 @@ class RewardEditForm(RewardPatchSchema):
     @pre_load
     def _blank_clears(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return {"description": None, "stock": None, "per_member_limit": None, **data}
+
+
+class GenerateCodesForm(GenerateCodesSchema):
+    """Codes made on the offer's page (`only` its count and expiry): by count, which must be given."""
+
+    @validates_schema
+    def _count_or_members(self, data: dict[str, Any], **kwargs: Any) -> None:  # the API's rule, for this form
+        if not data.get("count"):
+            raise ValidationError("Say how many codes to make.", field_name="count")
+
+
+class PublicCodeForm(OfferPatchSchema):
+    """A public code added on the offer's page (`only` the code), which must be given."""
+
+    @validates_schema
+    def _code_given(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data.get("code"):
+            raise ValidationError("Type the code, e.g. BLACKFRIDAY.", field_name="code")
 
 
 def _split(text: str) -> list[str]:
@@ -203,9 +221,7 @@ def offers_generate(offer_id: str):
     offer = service.get_offer(offer_id)
 
     def generate() -> int:
-        payload = form_data(GenerateCodesSchema(only=("count", "expires_at")))
-        if not payload.get("count"):
-            raise ValidationProblem(errors={"count": ["Say how many codes to make."]})
+        payload = form_data(GenerateCodesForm(only=("count", "expires_at")))
         return service.generate_codes(offer, payload["count"], expires_at=payload.get("expires_at"))
 
     made, problem = attempt(generate)
@@ -220,9 +236,7 @@ def offers_public_code(offer_id: str):
     offer = service.get_offer(offer_id)
 
     def add() -> str:
-        payload = form_data(OfferPatchSchema(only=("code",)))
-        if not payload.get("code"):
-            raise ValidationProblem(errors={"code": ["Type the code, e.g. BLACKFRIDAY."]})
+        payload = form_data(PublicCodeForm(only=("code",)))
         code = service.normalise_code(payload["code"])
         service.update_offer(offer, payload)
         return code

@@ -16,7 +16,6 @@ from flask import render_template, request
 from flask_login import current_user
 from marshmallow import ValidationError as MarshmallowError
 
-from loyalty.checkout.service import engine_order_from
 from loyalty.clock import now
 from loyalty.console.access import PROGRAM_WRITERS, READERS, staff_page
 from loyalty.console.blueprints import console
@@ -311,7 +310,7 @@ def rules_simulate(version: int):
             except NotFound:
                 raise ValidationProblem(errors={"member_id": ["No member has this id."]}) from None
         at = sample["order"].get("paid_at") or now()  # campaigns and expiry read when the order is paid
-        return service.simulate(service.parsed(stored), engine_order_from(sample["order"]), member, at)
+        return service.simulate(service.parsed(stored), sample["order"], member, at)
 
     result, problem = _read_only(simulate)
     return _version_page(service.get_version(version), problem=problem, form="simulate", values=request.form,

@@ -1,9 +1,14 @@
-"""The transactional outbox: events written in the same transaction as the change they describe.
+"""What happened, for the shop's tools: the transactional outbox, events written in the same transaction as the
+change they describe.
 
 Services call `emit` for what they decide (a member enrolled, a coupon issued, a refund). Points movements
 are caught where they are made, once for all: every journal row the ledger writes becomes `points.earned`,
 `points.redeemed` or `points.expired` in the same flush (the ledger itself stays free of this). Delivery is
 the worker's (`loyalty.webhooks.outbound`): nothing here talks to the network.
+
+Low in the layers (above the models, below every service), so any service may emit. Its listeners (the
+session's flushes, the tiers' `tier_changed` signal) are registered by `init_app`, which `create_app` calls:
+importing this module changes nothing.
 
 Data minimisation: an event names its member by id only (the body gets the public id, and the member's consent
 per purpose, when it is sent). No email, name, birthday or address is ever written here: a shop's tool that
@@ -16,12 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from blinker import Namespace
+from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from loyalty.extensions import db
 from loyalty.ledger.models import JournalTransaction
-from loyalty.tiers.service import tier_changed
 from loyalty.webhooks.models import OutboxEvent
 
 EVENT_TYPES = ("member.created", "points.earned", "points.redeemed", "points.expired", "points.expiring",
@@ -30,6 +36,10 @@ EVENT_TYPES = ("member.created", "points.earned", "points.redeemed", "points.exp
 _BY_KIND = {"earn": "points.earned", "bonus": "points.earned", "redeem": "points.redeemed",
             "reward": "points.redeemed", "expire": "points.expired"}
 _PENDING = "outbox_transactions"
+
+signals = Namespace()
+# Sent by the tiers on every change of a member's tier; `init_app` turns it into a `tier.changed` event.
+tier_changed = signals.signal("tier.changed")
 
 
 def emit(type_: str, data: dict[str, Any], *, member_id: int | None = None) -> OutboxEvent:
@@ -46,14 +56,21 @@ def _points_event(txn: JournalTransaction) -> dict[str, Any]:
             "balance_after": txn.balance_after, "order_id": txn.order_id, "description": txn.description}
 
 
-@event.listens_for(Session, "before_flush")
+def init_app(app: Flask) -> None:
+    """Catch points movements as they flush and tier changes as they are announced. Once per process, whatever
+    the number of apps: the listeners are the session class's and the signal's, not an app's."""
+    for name, listener in _SESSION_LISTENERS:
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
+    tier_changed.connect(_tier_changed)  # blinker keeps one connection per receiver
+
+
 def _collect(session: Session, flush_context: Any, instances: Any) -> None:
     new = [obj for obj in session.new if isinstance(obj, JournalTransaction) and obj.kind in _BY_KIND]
     if new:
         session.info.setdefault(_PENDING, []).extend(new)
 
 
-@event.listens_for(Session, "after_flush_postexec")
 def _emit_points(session: Session, flush_context: Any) -> None:
     """Now the rows have their ids; the events go in with the next flush, which commit makes."""
     for txn in session.info.pop(_PENDING, ()):
@@ -61,13 +78,14 @@ def _emit_points(session: Session, flush_context: Any) -> None:
                                 created_at=txn.created_at))
 
 
-@tier_changed.connect
 def _tier_changed(sender: Any, *, member_id: int, from_tier: str | None, to_tier: str, reason: str,
                   at: Any) -> None:
     emit("tier.changed", {"from_tier": from_tier, "to_tier": to_tier, "reason": reason, "at": at.isoformat()},
          member_id=member_id)
 
 
-@event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
     session.info.pop(_PENDING, None)
+
+
+_SESSION_LISTENERS = (("before_flush", _collect), ("after_flush_postexec", _emit_points), ("after_rollback", _forget))

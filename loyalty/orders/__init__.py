@@ -1,0 +1,1 @@
+"""Paid orders and their refunds, as stored."""
