@@ -22,6 +22,7 @@ from loyalty.auth import service as auth
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger.service import Ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
@@ -106,7 +107,7 @@ def _seed_webhooks() -> str:
                                          "event_types": ["member.created", "points.earned", "tier.changed"]})
     outbound.create_endpoint({"url": "https://mail.example.test/in", "enabled": False})
     db.session.commit()
-    outbound.dispatch(now())
+    jobs.dispatch_events(now())
     rows = db.session.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
                               .order_by(WebhookDelivery.id)).all()
     for row in rows[:5]:

@@ -11,6 +11,7 @@ from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Refund
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import verify
@@ -254,8 +255,8 @@ def test_the_expired_holds_job_releases_them(shop, member_with, balances, in_app
     shop.redeem(member, points=300)
     shop.redeem(member, points=300)
     with in_app():
-        assert checkout.release_expired(now() + timedelta(minutes=31)) == {"released": 2}
-        assert checkout.release_expired(now() + timedelta(minutes=31)) == {"released": 0}
+        assert jobs.release_expired_holds(now() + timedelta(minutes=31)) == {"released": 2}
+        assert jobs.release_expired_holds(now() + timedelta(minutes=31)) == {"released": 0}
     assert balances(member).available == 1000
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from loyalty.auth import service as auth
 from loyalty.auth.models import ApiKey
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.members import service as members
 from loyalty.webhooks import inbound, outbound, outbox
 from loyalty.webhooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
@@ -55,7 +56,7 @@ def deliveries(in_app):
             for n, _ in enumerate(statuses):
                 outbox.emit("member.created", {"n": n})
             db.session.commit()
-            outbound.dispatch(T0)
+            jobs.dispatch_events(T0)
             endpoint = outbound.get_endpoint(endpoint_id)
             rows = db.session.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
                                       .order_by(WebhookDelivery.id)).all()

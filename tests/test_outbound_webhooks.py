@@ -3,7 +3,7 @@ outbox, signed, once each; failed attempts are retried with backoff, logged, rep
 
 The receiver is an HTTP server on 127.0.0.1 that verifies every request's Loyalty-Signature with the secret its
 endpoint was given, as a shop's tool would, and can be told to answer 500 or to keep quiet past the timeout.
-The worker is driven by hand: `outbound.dispatch(now)` then `outbound.deliver_due(now)`, at the stopped clock.
+The worker is driven by hand: `jobs.dispatch_events(now)` then `jobs.deliver_due(now)`, at the stopped clock.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.tiers import service as tiers
+from loyalty.unit_of_work import unit_of_work
 from loyalty.webhooks import outbound, outbox
 from loyalty.webhooks.delivery import SIGNATURE_HEADER, verify
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
@@ -186,8 +187,8 @@ def worker(in_app, clock) -> Callable[..., dict]:
     def run(at: datetime | None = None) -> dict[str, int]:
         with in_app():
             at = at or clock()
-            outbound.dispatch(at)
-            return outbound.deliver_due(at)
+            jobs.dispatch_events(at)
+            return jobs.deliver_due(at)
 
     return run
 
@@ -917,12 +918,13 @@ def test_replaying_a_delivery_that_is_not_the_endpoints_is_404(register, shop, a
 def test_a_leased_delivery_is_not_sent_by_another_worker_until_the_lease_passes(hook, receiver, shop, in_app):
     _enrol(shop)
     with in_app():
-        outbound.dispatch(T0)
-        assert len(outbound._lease(T0, 10)) == 1  # one worker takes it, and is still sending
+        jobs.dispatch_events(T0)
+        with unit_of_work():
+            assert len(outbound._lease(T0, 10)) == 1  # one worker takes it, and is still sending
 
     with in_app():
-        assert outbound.deliver_due(T0) == {"delivered": 0, "retrying": 0, "failed": 0}
-        assert outbound.deliver_due(T0 + outbound.LEASE - SECOND) == {"delivered": 0, "retrying": 0, "failed": 0}
+        assert jobs.deliver_due(T0) == {"delivered": 0, "retrying": 0, "failed": 0}
+        assert jobs.deliver_due(T0 + outbound.LEASE - SECOND) == {"delivered": 0, "retrying": 0, "failed": 0}
     assert receiver.requests == []
 
 
@@ -930,14 +932,15 @@ def test_a_worker_killed_after_leasing_leaves_its_delivery_to_the_next_run_after
                                                                                           admin, in_app):
     _enrol(shop)
     with in_app():
-        outbound.dispatch(T0)
-        outbound._lease(T0, 10)  # and then the worker dies: nothing sent, nothing recorded
+        jobs.dispatch_events(T0)
+        with unit_of_work():
+            outbound._lease(T0, 10)  # and then the worker dies: nothing sent, nothing recorded
     [leased] = _deliveries(admin, hook.endpoint)
     assert (leased["status"], leased["attempts"], leased["next_attempt_at"]) == (
         "pending", 0, (T0 + outbound.LEASE).isoformat())
 
     with in_app():
-        counts = outbound.deliver_due(T0 + outbound.LEASE)
+        counts = jobs.deliver_due(T0 + outbound.LEASE)
 
     assert counts == {"delivered": 1, "retrying": 0, "failed": 0}
     assert receiver.types() == ["member.created"]
@@ -953,13 +956,13 @@ def test_two_workers_at_once_send_each_delivery_once(pg: Flask, receiver):
         for number in range(12):
             outbox.emit("order.refunded", {"order_id": f"ord-{number}"})
         db.session.commit()
-        outbound.dispatch(T0)
+        jobs.dispatch_events(T0)
     barrier = threading.Barrier(2)
 
     def work() -> dict[str, int]:
         with pg.app_context():
             barrier.wait()
-            return outbound.deliver_due(T0, batch_size=2)
+            return jobs.deliver_due(T0, batch_size=2)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = [future.result() for future in [pool.submit(work) for _ in range(2)]]
@@ -992,8 +995,8 @@ def test_purge_removes_events_past_retention_whose_deliveries_are_all_done(hook,
     hook.worker()
 
     with in_app():
-        assert outbound.purge_delivered(T0 + timedelta(days=30) - SECOND) == {"purged": 0}
-        assert outbound.purge_delivered(T0 + timedelta(days=30, seconds=1)) == {"purged": 2}
+        assert jobs.purge_events(T0 + timedelta(days=30) - SECOND) == {"purged": 0}
+        assert jobs.purge_events(T0 + timedelta(days=30, seconds=1)) == {"purged": 2}
 
     assert _outbox_events(in_app) == [] and _delivery_count(in_app) == 0
 
@@ -1005,7 +1008,7 @@ def test_purge_keeps_events_with_a_pending_delivery(hook, receiver, shop, in_app
     hook.worker()
 
     with in_app():
-        assert outbound.purge_delivered(T0 + timedelta(days=31)) == {"purged": 1}
+        assert jobs.purge_events(T0 + timedelta(days=31)) == {"purged": 1}
 
     [kept] = [event["id"] for event in receiver.events() if event["data"]["member_id"] == retried]
     assert _outbox_events(in_app) == [kept]
@@ -1016,6 +1019,6 @@ def test_purge_keeps_events_not_yet_dispatched(shop, in_app):
     _enrol(shop)
 
     with in_app():
-        assert outbound.purge_delivered(T0 + timedelta(days=31)) == {"purged": 0}
+        assert jobs.purge_events(T0 + timedelta(days=31)) == {"purged": 0}
 
     assert len(_outbox_events(in_app)) == 1

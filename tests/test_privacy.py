@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from loyalty.checkout.models import Order, Redemption
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger.models import Account, JournalTransaction, Lot
 from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import program_totals, verify
@@ -355,8 +356,8 @@ def sent(app: Flask, in_app, monkeypatch) -> Callable[[], list[dict[str, Any]]]:
 
     def run() -> list[dict[str, Any]]:
         with in_app():
-            outbound.dispatch(T0)
-            outbound.deliver_due(T0)
+            jobs.dispatch_events(T0)
+            jobs.deliver_due(T0)
         delivered = [json.loads(body) for body in bodies]
         bodies.clear()
         return delivered

@@ -29,6 +29,7 @@ from loyalty import clock
 from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Order, Redemption, Refund
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger.models import Account, JournalTransaction
 from loyalty.ledger.service import Balances, Ledger
 from loyalty.ledger.verify import verify
@@ -626,7 +627,7 @@ def _lapse(app: Flask, shopper: Shopper, now: StoppedClock, order_id: str) -> st
     redemption_id = hold(app, shopper, order_id)  # expires at T0 - 10 minutes
     now.set(T0 - timedelta(minutes=5))
     with app.app_context():
-        assert checkout.release_expired(clock.now()) == {"released": 1}
+        assert jobs.release_expired_holds(clock.now()) == {"released": 1}
     assert redemption_of(app, redemption_id)["release_reason"] == "expired"
     assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
     now.set(T0 + timedelta(minutes=1))

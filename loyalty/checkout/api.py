@@ -19,7 +19,8 @@ from loyalty.checkout.schemas import (
     RefundSchema,
 )
 from loyalty.clock import now
-from loyalty.extensions import Blueprint, db
+from loyalty.extensions import Blueprint
+from loyalty.unit_of_work import unit_of_work
 from loyalty.writes import write
 
 blp = Blueprint("checkout", __name__, url_prefix="/v1", description="Checkout")
@@ -54,8 +55,8 @@ def create_redemption(payload: dict):
 @blp.response(200, RedemptionSchema)
 def get_redemption(redemption_id: str):
     """A redemption as it stands; one past `expires_at` is released on the spot."""
-    redemption = service.settle_if_expired(service.get_redemption(redemption_id), now=now())
-    db.session.commit()
+    with unit_of_work():  # a read that may write: the release
+        redemption = service.settle_if_expired(service.get_redemption(redemption_id), now=now())
     return redemption
 
 

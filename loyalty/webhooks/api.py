@@ -8,8 +8,9 @@ from marshmallow import Schema, fields
 
 from loyalty.auth.access import require
 from loyalty.clock import now
-from loyalty.extensions import Blueprint, db
+from loyalty.extensions import Blueprint
 from loyalty.schemas import ListArgsSchema
+from loyalty.unit_of_work import unit_of_work
 from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.schemas import (
     DeliveryArgsSchema,
@@ -45,8 +46,8 @@ def stripe_event():
     A redelivery answers `duplicate` and changes nothing, unless the event had failed: then it is tried again."""
     event = inbound.verify(request.get_data(), request.headers.get("Stripe-Signature"))
     fetched_lines = inbound.line_items(event)  # before the transaction begins: Stripe never holds a lock
-    status = inbound.receive(event, fetched_lines, now=now())
-    db.session.commit()
+    with unit_of_work():
+        status = inbound.receive(event, fetched_lines, now=now())
     return {"received": True, "event_id": event.event_id, "status": status}
 
 
