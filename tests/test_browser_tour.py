@@ -104,8 +104,9 @@ def _seed_members(count: int, clock: StoppedClock) -> list:
 def _seed_webhooks() -> str:
     """An endpoint that heard about everything seeded so far: a few delivered, one failed, the rest pending."""
     endpoint = outbound.create_endpoint({"url": "https://crm.example.test/hooks/loyalty", "description": "CRM sync",
-                                         "event_types": ["member.created", "points.earned", "tier.changed"]})
-    outbound.create_endpoint({"url": "https://mail.example.test/in", "enabled": False})
+                                         "event_types": ["member.created", "points.earned", "tier.changed"]},
+                                        allow_private=True)
+    outbound.create_endpoint({"url": "https://mail.example.test/in", "enabled": False}, allow_private=True)
     db.session.commit()
     jobs.dispatch_events(now())
     rows = db.session.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)

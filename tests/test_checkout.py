@@ -19,7 +19,7 @@ from loyalty.members import service as members
 from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
 from loyalty.tiers import service as tiers
-from tests.conftest import assert_problem, bearer, publish_rules, unique_email
+from tests.conftest import assert_problem, bearer, change_settings, publish_rules, unique_email
 
 # One point per dollar, pending for 14 days; a point pays one cent, points pay at most half an order.
 RULES = {"earn": {"rates": {"usd": "1"}, "pending_days": 14},
@@ -242,7 +242,7 @@ def test_capture_after_the_hold_expired_answers_hold_expired(shop, member_with, 
 
 
 def test_the_hold_time_is_configurable(shop, member_with, app, monkeypatch):
-    monkeypatch.setitem(app.config, "REDEMPTION_HOLD_MINUTES", 5)
+    change_settings(monkeypatch, app, REDEMPTION_HOLD_MINUTES=5)
     redemption = shop.redeem(member_with(1000), points=100).get_json()
     assert redemption["expires_at"] > redemption["created_at"]
     with app.app_context():

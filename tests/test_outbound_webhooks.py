@@ -34,7 +34,7 @@ from loyalty.unit_of_work import unit_of_work
 from loyalty.webhooks import outbound, outbox
 from loyalty.webhooks.delivery import SIGNATURE_HEADER, verify
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
-from tests.conftest import assert_problem, bearer, publish_rules, unique_email
+from tests.conftest import assert_problem, bearer, change_settings, publish_rules, unique_email
 from tests.local_server import LocalServer, serving
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -374,7 +374,7 @@ PRIVATE = [
 
 @pytest.fixture
 def production(app, monkeypatch) -> None:
-    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_URLS", False)
+    change_settings(monkeypatch, app, WEBHOOK_ALLOW_PRIVATE_URLS=False)
 
 
 @pytest.mark.parametrize(("url", "why"), PRIVATE)
@@ -738,7 +738,7 @@ def test_500_twice_then_200_is_delivered_at_the_third_attempt_within_the_backoff
 
 
 def test_a_timeout_is_a_failed_attempt(hook, receiver, shop, admin, app, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_TIMEOUT_SECONDS", 0.2)
+    change_settings(monkeypatch, app, WEBHOOK_TIMEOUT_SECONDS=0.2)
     receiver.answer("sleep")
     _enrol(shop)
 
@@ -777,7 +777,7 @@ def _fail_every_attempt(hook: Hook, clock, times: int) -> None:
 
 def test_after_the_last_attempt_a_delivery_is_failed_and_never_sent_again(hook, receiver, shop, admin, app, clock,
                                                                          monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_MAX_ATTEMPTS", 3)
+    change_settings(monkeypatch, app, WEBHOOK_MAX_ATTEMPTS=3)
     _enrol(shop)
 
     _fail_every_attempt(hook, clock, 3)
@@ -789,7 +789,7 @@ def test_after_the_last_attempt_a_delivery_is_failed_and_never_sent_again(hook, 
 
 
 def test_after_consecutive_failures_the_endpoint_is_failing(hook, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_FAILING_AFTER", 3)
+    change_settings(monkeypatch, app, WEBHOOK_FAILING_AFTER=3)
     _enrol(shop)
 
     _fail_every_attempt(hook, clock, 2)
@@ -802,7 +802,7 @@ def test_after_consecutive_failures_the_endpoint_is_failing(hook, shop, admin, a
 
 
 def test_a_success_clears_failing(hook, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_FAILING_AFTER", 2)
+    change_settings(monkeypatch, app, WEBHOOK_FAILING_AFTER=2)
     _enrol(shop)
     _fail_every_attempt(hook, clock, 2)
     assert _endpoint(admin, hook.endpoint)["failing"] is True
@@ -814,7 +814,7 @@ def test_a_success_clears_failing(hook, shop, admin, app, clock, monkeypatch):
 
 
 def test_enabling_an_endpoint_again_clears_failing(hook, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_FAILING_AFTER", 1)
+    change_settings(monkeypatch, app, WEBHOOK_FAILING_AFTER=1)
     _enrol(shop)
     _fail_every_attempt(hook, clock, 1)
     admin.patch(f"{ENDPOINTS}/{hook.endpoint['id']}", {"enabled": False})
@@ -884,7 +884,7 @@ def test_replaying_a_delivered_delivery_sends_the_same_event_again(hook, receive
 
 
 def test_replaying_a_failed_delivery_sends_it_again(hook, receiver, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_MAX_ATTEMPTS", 1)
+    change_settings(monkeypatch, app, WEBHOOK_MAX_ATTEMPTS=1)
     receiver.answer("500")
     _enrol(shop)
     hook.worker()
@@ -951,7 +951,7 @@ def test_a_worker_killed_after_leasing_leaves_its_delivery_to_the_next_run_after
 def test_two_workers_at_once_send_each_delivery_once(pg: Flask, receiver):
     """On PostgreSQL: two workers lease from the same due deliveries at the same moment."""
     with pg.app_context():
-        endpoint = outbound.create_endpoint({"url": receiver.url("/hook")})
+        endpoint = outbound.create_endpoint({"url": receiver.url("/hook")}, allow_private=True)
         receiver.secrets["/hook"] = endpoint.secret
         for number in range(12):
             outbox.emit("order.refunded", {"order_id": f"ord-{number}"})
@@ -989,7 +989,7 @@ def _delivery_count(in_app) -> int:
 
 def test_purge_removes_events_past_retention_whose_deliveries_are_all_done(hook, receiver, shop, in_app, app,
                                                                           clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_MAX_ATTEMPTS", 1)
+    change_settings(monkeypatch, app, WEBHOOK_MAX_ATTEMPTS=1)
     _enrol(shop)
     receiver.answer_about(_enrol(shop), "500")  # one delivered, one failed: both done
     hook.worker()

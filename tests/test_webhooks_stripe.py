@@ -39,7 +39,7 @@ from loyalty.offers.models import CouponUse
 from loyalty.webhooks import inbound
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
-from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
+from tests.conftest import StoppedClock, assert_problem, bearer, change_settings, publish_rules, unique_email
 
 URL = "/v1/webhooks/stripe"
 SECRET = "whsec_test_loyalty_webhooks"
@@ -60,9 +60,9 @@ def now(stop_clock) -> StoppedClock:
 
 
 def configure(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_TOLERANCE_SECONDS", TOLERANCE)
-    monkeypatch.setitem(app.config, "STRIPE_API_KEY", "")  # no line items fetched: payloads alone
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET=SECRET)
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_TOLERANCE_SECONDS=TOLERANCE)
+    change_settings(monkeypatch, app, STRIPE_API_KEY="")  # no line items fetched: payloads alone
 
 
 def publish_program(app: Flask) -> None:
@@ -275,7 +275,7 @@ def test_a_delivery_that_does_not_verify_is_refused_and_changes_nothing(forge, c
 
 def test_without_a_configured_secret_nothing_is_accepted(client, app, member, row_counts, monkeypatch):
     shopper = member()
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", "")
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET="")
     before = row_counts()
     assert_problem(post(client, intent_succeeded(shopper, "ord_1")), 503, "webhook_not_configured")
     assert row_counts() == before
@@ -1015,7 +1015,7 @@ def test_a_waiting_event_is_overdue_once_it_has_waited_the_configured_hours(one_
     assert listed(admin_api, "?overdue=true") == [(waiting, "waiting")]
     assert [e["overdue"] for e in admin_api("get", ADMIN_EVENTS).get_json()["data"]] == [False, True, False, False]
     assert waiting not in [event_id for event_id, _ in listed(admin_api, "?overdue=false")]
-    monkeypatch.setitem(app.config, "STRIPE_WAITING_OVERDUE_HOURS", 48)
+    change_settings(monkeypatch, app, STRIPE_WAITING_OVERDUE_HOURS=48)
     assert listed(admin_api, "?overdue=true") == []
 
 

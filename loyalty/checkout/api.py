@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app
-
 from loyalty.auth.access import require
 from loyalty.checkout import service
 from loyalty.checkout.schemas import (
@@ -20,6 +18,7 @@ from loyalty.checkout.schemas import (
 )
 from loyalty.clock import now
 from loyalty.extensions import Blueprint
+from loyalty.settings import settings
 from loyalty.unit_of_work import unit_of_work
 from loyalty.writes import write
 
@@ -46,7 +45,7 @@ def create_redemption(payload: dict):
     """Hold points and/or reserve a coupon use for an order while it is paid, until `expires_at`.
     Requires `Idempotency-Key`. Capture it when the payment succeeds, cancel it when it is abandoned;
     a failed payment attempt changes nothing, so the same redemption serves the retry."""
-    hold_for = timedelta(minutes=current_app.config["REDEMPTION_HOLD_MINUTES"])
+    hold_for = timedelta(minutes=settings().redemption_hold_minutes)
     return service.create_redemption(payload, now=now(), hold_for=hold_for)
 
 

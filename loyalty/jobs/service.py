@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import ColumnElement, Select, extract, select
 
 from loyalty import writes
@@ -27,6 +26,7 @@ from loyalty.ledger.service import Ledger
 from loyalty.members.models import Member
 from loyalty.rules import service as rules
 from loyalty.rules.models import RuleAward
+from loyalty.settings import settings
 from loyalty.tiers import service as tiers
 from loyalty.unit_of_work import Batches, run_batches
 from loyalty.webhooks import outbound, outbox
@@ -82,7 +82,7 @@ def remind_expiring(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
     """`points.expiring` for each lot that expires within EXPIRY_REMINDER_DAYS, once per lot; under the
     inactivity policy, for each member whose points would expire within them if they stay inactive, once
     per stretch of inactivity."""
-    until = now + timedelta(days=current_app.config["EXPIRY_REMINDER_DAYS"])
+    until = now + timedelta(days=settings().expiry_reminder_days)
     counts = run_batches(_remind_lots(now, until, batch_size), {"reminders": 0}, keep_going)
     days = rules.inactivity_days(now)
     if days is not None:
@@ -163,7 +163,9 @@ def purge_idempotency_keys(now: datetime, *, batch_size: int = 1000, keep_going:
 
 
 def purge_events(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
-    return run_batches(outbound.purge_delivered(now, batch_size=batch_size), {"purged": 0}, keep_going)
+    retention = timedelta(days=settings().webhook_retention_days)
+    return run_batches(outbound.purge_delivered(now, retention=retention, batch_size=batch_size), {"purged": 0},
+                       keep_going)
 
 
 def deliver_webhooks(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
@@ -179,8 +181,8 @@ def dispatch_events(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
 
 def deliver_due(now: datetime, *, batch_size: int = 100, keep_going: KeepGoing = always) -> dict[str, int]:
     """The deliveries that are due, sent."""
-    return run_batches(outbound.deliver_due(now, batch_size=batch_size), {"delivered": 0, "retrying": 0, "failed": 0},
-                       keep_going)
+    return run_batches(outbound.deliver_due(now, settings(), batch_size=batch_size),
+                       {"delivered": 0, "retrying": 0, "failed": 0}, keep_going)
 
 
 @dataclass(frozen=True)

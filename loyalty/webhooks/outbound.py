@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import delete, select
 
 from loyalty import clock
@@ -29,6 +28,7 @@ from loyalty.extensions import db
 from loyalty.members import service as members
 from loyalty.members.models import CONSENT_PURPOSES, Member
 from loyalty.pagination import paginate
+from loyalty.settings import Settings
 from loyalty.unit_of_work import SAME_BATCH, Batches
 from loyalty.webhooks import delivery
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
@@ -40,9 +40,9 @@ _rng = random.SystemRandom()
 
 # --- endpoints ---------------------------------------------------------------------------------------------
 
-def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+def _checked(fields: dict[str, Any], allow_private: bool) -> dict[str, Any]:
     if "url" in fields:
-        reason = delivery.check_url(fields["url"], allow_private=current_app.config["WEBHOOK_ALLOW_PRIVATE_URLS"])
+        reason = delivery.check_url(fields["url"], allow_private=allow_private)
         if reason:
             raise ValidationProblem(reason, errors={"url": [reason]})
     unknown = sorted(set(fields.get("event_types") or ()) - set(EVENT_TYPES))
@@ -53,8 +53,9 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def create_endpoint(fields: dict[str, Any]) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint(**_checked(fields), secret=f"whsec_{secrets.token_urlsafe(32)}")
+def create_endpoint(fields: dict[str, Any], *, allow_private: bool) -> WebhookEndpoint:
+    """`allow_private`: a URL may name a private or loopback address (the WEBHOOK_ALLOW_PRIVATE_URLS setting)."""
+    endpoint = WebhookEndpoint(**_checked(fields, allow_private), secret=f"whsec_{secrets.token_urlsafe(32)}")
     db.session.add(endpoint)
     db.session.flush()
     return endpoint
@@ -67,8 +68,8 @@ def get_endpoint(public_id: str) -> WebhookEndpoint:
     return endpoint
 
 
-def update_endpoint(endpoint: WebhookEndpoint, changes: dict[str, Any]) -> WebhookEndpoint:
-    for name, value in _checked(changes).items():
+def update_endpoint(endpoint: WebhookEndpoint, changes: dict[str, Any], *, allow_private: bool) -> WebhookEndpoint:
+    for name, value in _checked(changes, allow_private).items():
         setattr(endpoint, name, value)
     if changes.get("enabled"):
         endpoint.failing, endpoint.consecutive_failures = False, 0  # re-enabling is a fresh start
@@ -117,22 +118,21 @@ def dispatch(now: datetime, *, batch_size: int = 1000) -> Batches:
         yield {"events": len(batch), "deliveries": len(rows)}
 
 
-def deliver_due(now: datetime, *, batch_size: int = 100) -> Batches:
+def deliver_due(now: datetime, settings: Settings, *, batch_size: int = 100) -> Batches:
     """Send the deliveries that are due, one leased batch at a time, several at once. A batch is three
     transactions: the lease, the read of what to send (ended before the network is waited on), the answers."""
-    config = current_app.config
-    with ThreadPoolExecutor(max_workers=config["WEBHOOK_CONCURRENCY"]) as pool:
+    with ThreadPoolExecutor(max_workers=settings.webhook_concurrency) as pool:
         # Leases and retries count from each batch's own moment: a long backlog must not shorten them.
         while leased := _lease(max(now, clock.now()), batch_size):
             yield SAME_BATCH  # the lease is committed before anything is sent
             requests = _prepare(leased)
             yield SAME_BATCH  # no transaction open while the network is waited on
             attempts = pool.map(lambda request: delivery.post(
-                request.url, request.body, request.headers, timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
-                allow_private=config["WEBHOOK_ALLOW_PRIVATE_URLS"]), requests)
+                request.url, request.body, request.headers, timeout=settings.webhook_timeout_seconds,
+                allow_private=settings.webhook_allow_private_urls), requests)
             answers = [(request.delivery_id, attempt) for request, attempt in zip(requests, attempts, strict=True)]
             counts = {"delivered": 0, "retrying": 0, "failed": 0}
-            for outcome in _record(answers, max(now, clock.now())):
+            for outcome in _record(answers, max(now, clock.now()), settings):
                 counts[outcome] += 1
             yield counts
 
@@ -194,9 +194,8 @@ def _prepare(delivery_ids: list[int]) -> list[_Request]:
     return requests
 
 
-def _record(results: list[tuple[int, delivery.Attempt]], now: datetime) -> list[str]:
+def _record(results: list[tuple[int, delivery.Attempt]], now: datetime, settings: Settings) -> list[str]:
     """Write down a batch of answers in one transaction: each delivery's, and its endpoint's health."""
-    config = current_app.config
     rows = {row.id: row for row in db.session.scalars(
         select(WebhookDelivery).where(WebhookDelivery.id.in_([delivery_id for delivery_id, _ in results])))}
     endpoints = {endpoint.id: endpoint for endpoint in db.session.scalars(for_update(
@@ -217,8 +216,8 @@ def _record(results: list[tuple[int, delivery.Attempt]], now: datetime) -> list[
             outcomes.append("delivered")
             continue
         endpoint.consecutive_failures += 1
-        endpoint.failing = endpoint.consecutive_failures >= config["WEBHOOK_FAILING_AFTER"]
-        if row.attempts >= config["WEBHOOK_MAX_ATTEMPTS"]:
+        endpoint.failing = endpoint.consecutive_failures >= settings.webhook_failing_after
+        if row.attempts >= settings.webhook_max_attempts:
             row.status = "failed"
             outcomes.append("failed")
         else:
@@ -228,9 +227,10 @@ def _record(results: list[tuple[int, delivery.Attempt]], now: datetime) -> list[
     return outcomes
 
 
-def purge_delivered(now: datetime, *, batch_size: int = 1000) -> Batches:
-    """Forget events past retention whose deliveries are all done, with those deliveries, a batch at a time."""
-    cutoff = now - timedelta(days=current_app.config["WEBHOOK_RETENTION_DAYS"])
+def purge_delivered(now: datetime, *, retention: timedelta, batch_size: int = 1000) -> Batches:
+    """Forget events older than `retention` whose deliveries are all done, with those deliveries, a batch at a
+    time."""
+    cutoff = now - retention
     open_deliveries = select(WebhookDelivery.event_id).where(WebhookDelivery.status == "pending")
     while ids := db.session.scalars(select(OutboxEvent.id).where(
             OutboxEvent.dispatched_at.is_not(None), OutboxEvent.created_at < cutoff,
