@@ -13,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import INSTANCE_DIR, load_config
-from loyalty import console, errors, events, observability
+from loyalty import console, errors, events, observability, settings
 from loyalty.auth.cross_site import refuse_cross_site_writes
 from loyalty.extensions import api, db, limiter, login_manager, migrate
 from loyalty.schemas import refuse_deep_json
@@ -28,6 +28,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     app.json = BoundedJSONProvider(app)
     app.config.from_object(load_config(config_name))
     app.config.update(overrides or {})
+    settings.init_app(app)
     if app.config["PROXY_COUNT"]:
         count = int(app.config["PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)

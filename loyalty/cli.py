@@ -25,6 +25,7 @@ from loyalty.offers import rewards
 from loyalty.offers import service as offers
 from loyalty.rules import service as rules
 from loyalty.tiers import service as tiers
+from loyalty.unit_of_work import unit_of_work
 
 cli = AppGroup("loyalty", help="Loyalty operator commands.")
 
@@ -77,10 +78,10 @@ def create_staff(email: str, role: str, name: str | None, password: str | None) 
     if len(password) < 8:
         raise click.ClickException("The password needs at least 8 characters.")
     try:
-        staff = auth.create_staff(email=email, role=role, name=name, password=password)
+        with unit_of_work():
+            staff = auth.create_staff(email=email, role=role, name=name, password=password)
     except Problem as problem:
         _fail(problem)
-    db.session.commit()
     click.echo(f"created staff {staff.public_id} <{staff.email}> role={staff.role}")
     if generated:
         click.echo(f"password: {password}")
@@ -93,10 +94,10 @@ def create_api_key(name: str, scopes: str) -> None:
     """Create an API key and print it once."""
     try:
         wanted = [s.strip() for s in scopes.split(",") if s.strip()]
-        key, secret = auth.create_api_key(name=name, scopes=wanted)
+        with unit_of_work():
+            key, secret = auth.create_api_key(name=name, scopes=wanted)
     except Problem as problem:
         _fail(problem)
-    db.session.commit()
     click.echo(f"created API key {key.public_id} scopes={key.scopes.replace(' ', ',')}")
     click.echo(f"key (shown once): {secret}")
 
@@ -111,38 +112,39 @@ def seed_demo() -> None:
     """
     credentials = Path(current_app.instance_path) / DEMO_CREDENTIALS_FILE
     if not tiers.all_tiers():
-        for fields in DEMO_TIERS:
-            tiers.create_tier(dict(fields))
-        offer = offers.create_offer({"name": "Gold members: 15% off", "kind": "percent_off", "percent": 15,
-                                     "eligible_tiers": ["gold"], "code": "GOLD15"})
-        rewards.create_reward({"offer_id": offer.public_id, "name": "15% off for Gold", "points_cost": 500})
-        welcome = offers.create_offer({"name": "USD 5 off", "kind": "amount_off", "amount": 500, "currency": "usd",
-                                       "min_order_amount": 2500})
-        rewards.create_reward({"offer_id": welcome.public_id, "name": "USD 5 off your next order",
-                               "points_cost": 500, "per_member_limit": 3})
-        db.session.commit()
+        with unit_of_work():
+            for fields in DEMO_TIERS:
+                tiers.create_tier(dict(fields))
+            offer = offers.create_offer({"name": "Gold members: 15% off", "kind": "percent_off", "percent": 15,
+                                         "eligible_tiers": ["gold"], "code": "GOLD15"})
+            rewards.create_reward({"offer_id": offer.public_id, "name": "15% off for Gold", "points_cost": 500})
+            welcome = offers.create_offer({"name": "USD 5 off", "kind": "amount_off", "amount": 500,
+                                           "currency": "usd", "min_order_amount": 2500})
+            rewards.create_reward({"offer_id": welcome.public_id, "name": "USD 5 off your next order",
+                                   "points_cost": 500, "per_member_limit": 3})
         click.echo("Created demo tiers, offers and rewards.")
     if not rules.list_versions(limit=1)["data"]:
-        draft = rules.create_draft(DEMO_RULES, note="Demo program", staff_id=None)
-        rules.publish(draft.version, effective_from=None, staff_id=None, now=now())
-        db.session.commit()
+        with unit_of_work():
+            draft = rules.create_draft(DEMO_RULES, note="Demo program", staff_id=None)
+            rules.publish(draft.version, effective_from=None, staff_id=None, now=now())
         click.echo(f"Published demo rules as version {draft.version}.")
     if auth.find_staff_by_email(DEMO_ADMIN_EMAIL) is None:
         password = secrets.token_urlsafe(9)
-        auth.create_staff(email=DEMO_ADMIN_EMAIL, role="admin", name="Demo Admin", password=password)
-        _, key = auth.create_api_key(name="demo", scopes=API_KEY_SCOPES)
         member_password = secrets.token_urlsafe(9)
-        for n, (email, name, external_id) in enumerate(DEMO_MEMBERS, start=1):
-            member = members.enrol(
-                members.NewMember(email=email, name=name, external_id=external_id,
-                                  password=member_password, marketing_consent=True),
-                source="seed",
-            )
-            checkout.record_paid_order({
-                "order_id": f"demo-{n}", "member_id": member.public_id, "currency": "usd", "total_amount": 4200 * n,
-                "lines": [{"sku": "DEMO-TEE", "category": "apparel", "quantity": n, "unit_amount": 4200}],
-            }, now=now())
-        db.session.commit()
+        with unit_of_work():
+            auth.create_staff(email=DEMO_ADMIN_EMAIL, role="admin", name="Demo Admin", password=password)
+            _, key = auth.create_api_key(name="demo", scopes=API_KEY_SCOPES)
+            for n, (email, name, external_id) in enumerate(DEMO_MEMBERS, start=1):
+                member = members.enrol(
+                    members.NewMember(email=email, name=name, external_id=external_id,
+                                      password=member_password, marketing_consent=True),
+                    source="seed",
+                )
+                checkout.record_paid_order({
+                    "order_id": f"demo-{n}", "member_id": member.public_id, "currency": "usd",
+                    "total_amount": 4200 * n,
+                    "lines": [{"sku": "DEMO-TEE", "category": "apparel", "quantity": n, "unit_amount": 4200}],
+                }, now=now())
         credentials.parent.mkdir(parents=True, exist_ok=True)
         credentials.write_text(
             f"staff login:  {DEMO_ADMIN_EMAIL} / {password}\n"

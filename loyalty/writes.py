@@ -2,7 +2,8 @@
 
 `@write` sits between `@require` and the request parsing of a view:
 
-- the view adds and flushes; `@write` commits when it answers 2xx and rolls back otherwise;
+- the view adds and flushes; `@write` runs it in a unit of work (`loyalty.unit_of_work`), committed when it
+  answers 2xx and rolled back otherwise;
 - a staff member's or an API key's unit of work is audited: one `audit_log` entry, committed with it
   (`loyalty.audit.service`); a rolled-back one leaves none;
 - with an `Idempotency-Key`, the key is claimed (a row unique per caller and key) in the same transaction
@@ -29,12 +30,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalty.audit import service as audit
-from loyalty.batches import KeepGoing, always
 from loyalty.clock import now
 from loyalty.db import UTCDateTime
 from loyalty.errors import Conflict, IdempotencyKeyReused, ValidationProblem
 from loyalty.extensions import db
 from loyalty.idempotency import HEADER, fingerprint, request_key
+from loyalty.unit_of_work import Batches, unit_of_work
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -80,19 +81,14 @@ def write(view: Callable | None = None, *, key_required: bool = False) -> Callab
         stored = _claim(key) if key else None
         if stored is not None and stored.status_code is not None:
             return _replay(stored)
-        with audit.capturing(audit.request_actor()) as capture:  # staff and API keys; members are not audited
-            try:
-                response = current_app.make_response(view(*args, **kwargs))
-            except BaseException:
-                db.session.rollback()
-                raise
+        with audit.capturing(audit.request_actor()) as capture, unit_of_work() as work:
+            response = current_app.make_response(view(*args, **kwargs))
             if not 200 <= response.status_code < 300:
-                db.session.rollback()
+                work.discard()
                 return response
             if stored is not None:
                 stored.status_code, stored.body = response.status_code, response.get_data(as_text=True)
             capture.record(response.status_code)
-            db.session.commit()
             return response
 
     wrapper.is_unit_of_work = True
@@ -153,16 +149,9 @@ def _replay(stored: StoredResponse) -> Response:
     return response
 
 
-def purge_expired(moment: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
-    """Forget keys past retention, one batch per transaction."""
-    purged = 0
-    while keep_going():
-        ids = db.session.scalars(select(StoredResponse.id).where(StoredResponse.expires_at <= moment)
-                                 .order_by(StoredResponse.id).limit(batch_size)).all()
-        if not ids:
-            return {"purged": purged}
+def purge_expired(moment: datetime, *, batch_size: int = 1000) -> Batches:
+    """Forget keys past retention, a batch at a time (a job's batches: `loyalty.unit_of_work.run_batches`)."""
+    while ids := db.session.scalars(select(StoredResponse.id).where(StoredResponse.expires_at <= moment)
+                                    .order_by(StoredResponse.id).limit(batch_size)).all():
         db.session.execute(delete(StoredResponse).where(StoredResponse.id.in_(ids)))
-        db.session.commit()
-        purged += len(ids)
-    return {"purged": purged}
-
+        yield {"purged": len(ids)}

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from config import normalise_database_url
-from loyalty import create_app
+from loyalty import create_app, settings
 from loyalty.auth import service as auth
 from loyalty.clock import now, set_source
 from loyalty.extensions import db, limiter
@@ -408,3 +408,10 @@ def account_client(app: Flask, make_member) -> Callable[..., FlaskClient]:
         return client
 
     return signed_in
+
+
+def change_settings(monkeypatch: pytest.MonkeyPatch, app: Flask, **config) -> None:
+    """Change configuration keys of `app` for one test, and with them the `Settings` its services are handed."""
+    for name, value in config.items():
+        monkeypatch.setitem(app.config, name, value)
+    monkeypatch.setitem(app.extensions, settings.EXTENSION, settings.Settings.from_config(app.config))

@@ -23,6 +23,7 @@ from loyalty.auth.models import ApiKey
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
@@ -374,7 +375,7 @@ def make_redemption(app: Flask, make_member, make_offer) -> Callable[[], str]:
 def make_endpoint(app: Flask) -> Callable[[], str]:
     def make() -> str:
         with app.app_context():
-            endpoint = outbound.create_endpoint({"url": "http://127.0.0.1:9/hooks"})
+            endpoint = outbound.create_endpoint({"url": "http://127.0.0.1:9/hooks"}, allow_private=True)
             db.session.commit()
             return endpoint.public_id
 
@@ -388,7 +389,7 @@ def make_delivery(app: Flask, make_member) -> Callable[[str], str]:
     def make(endpoint_id: str) -> str:
         make_member()
         with app.app_context():
-            outbound.dispatch(now())
+            jobs.dispatch_events(now())
             return db.session.scalars(select(WebhookDelivery.public_id).join(WebhookEndpoint).where(
                 WebhookEndpoint.public_id == endpoint_id).order_by(WebhookDelivery.id.desc())).first()
 

@@ -29,7 +29,7 @@ from loyalty.offers import service as offers
 from loyalty.tiers import service as tiers
 from loyalty.tiers.models import Tier
 from tests import stripe_events
-from tests.conftest import PASSWORD, assert_problem, bearer, publish_rules, submit, unique_email
+from tests.conftest import PASSWORD, assert_problem, bearer, change_settings, publish_rules, submit, unique_email
 
 BASE_TIER = {"code": "base", "name": "Member", "rank": 0, "threshold": 0, "basis": "points", "window_days": 365}
 LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
@@ -252,7 +252,7 @@ def test_a_members_own_write_records_nothing(member_client, in_app, app):
 
 
 def test_a_stripe_webhook_records_nothing(client, app, monkeypatch):
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", "whsec_audit")
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET="whsec_audit")
     session = stripe_events.checkout_session(amount_subtotal=1000, amount_total=1000, metadata={},
                                              payment_intent=stripe_events.new_id("pi"))
     payload = stripe_events.body(stripe_events.event("checkout.session.completed", session))

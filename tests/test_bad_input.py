@@ -26,7 +26,7 @@ from loyalty.extensions import db
 from loyalty.offers import service as offers
 from loyalty.webhooks import outbound
 from tests import stripe_events
-from tests.conftest import PASSWORD, assert_problem, bearer, csrf_token, unique_email
+from tests.conftest import PASSWORD, assert_problem, bearer, change_settings, csrf_token, unique_email
 
 ONE_MIB = 1024 * 1024
 LINES = [{"sku": "SKU-1", "quantity": 1, "unit_amount": 1000}]
@@ -144,7 +144,8 @@ def targets(app: Flask, make_member) -> Callable[[str], dict[str, str]]:
                     {"order_id": unique_email("paid-order"), "member_id": made["{member}"], "currency": "usd",
                      "lines": LINES, "total_amount": 1000}, now=now()).order.order_id
             if "{endpoint}" in text:
-                made["{endpoint}"] = outbound.create_endpoint({"url": "https://hooks.example.test/a"}).public_id
+                made["{endpoint}"] = outbound.create_endpoint({"url": "https://hooks.example.test/a"},
+                                                              allow_private=True).public_id
             db.session.commit()
         return made
 
@@ -528,7 +529,7 @@ WEBHOOK = "/v1/webhooks/stripe"
 @pytest.fixture
 def webhook(app: Flask, monkeypatch) -> Callable[..., object]:
     """POST a raw body to the Stripe webhook, configured with WEBHOOK_SECRET, with this Stripe-Signature."""
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
     client = app.test_client()
 
     def deliver(payload: str | bytes, signature: str | None):
@@ -641,7 +642,7 @@ def test_a_delivery_over_one_mib_is_413_payload_too_large(webhook, row_counts):
 
 def test_without_a_configured_secret_every_delivery_is_503_webhook_not_configured(webhook, app, monkeypatch,
                                                                                  row_counts):
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", "")
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET="")
     before = row_counts()
     payload = _event_payload()
 
@@ -684,7 +685,7 @@ def test_a_bad_delivery_log_query_is_422_naming_the_parameter(query, field_name,
                                                               row_counts):
     headers = bearer(make_api_key("admin"))
     with in_app():
-        endpoint = outbound.create_endpoint({"url": "https://hooks.example.test/a"}).public_id
+        endpoint = outbound.create_endpoint({"url": "https://hooks.example.test/a"}, allow_private=True).public_id
         db.session.commit()
     before = row_counts()
 

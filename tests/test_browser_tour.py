@@ -22,6 +22,7 @@ from loyalty.auth import service as auth
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
@@ -103,10 +104,11 @@ def _seed_members(count: int, clock: StoppedClock) -> list:
 def _seed_webhooks() -> str:
     """An endpoint that heard about everything seeded so far: a few delivered, one failed, the rest pending."""
     endpoint = outbound.create_endpoint({"url": "https://crm.example.test/hooks/loyalty", "description": "CRM sync",
-                                         "event_types": ["member.created", "points.earned", "tier.changed"]})
-    outbound.create_endpoint({"url": "https://mail.example.test/in", "enabled": False})
+                                         "event_types": ["member.created", "points.earned", "tier.changed"]},
+                                        allow_private=True)
+    outbound.create_endpoint({"url": "https://mail.example.test/in", "enabled": False}, allow_private=True)
     db.session.commit()
-    outbound.dispatch(now())
+    jobs.dispatch_events(now())
     rows = db.session.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
                               .order_by(WebhookDelivery.id)).all()
     for row in rows[:5]:

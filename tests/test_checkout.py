@@ -10,6 +10,7 @@ from sqlalchemy import select
 from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
 from loyalty.ledger.service import Balances
@@ -19,7 +20,7 @@ from loyalty.offers import service as offers
 from loyalty.offers.models import CouponUse
 from loyalty.orders.models import Order, Refund
 from loyalty.tiers import service as tiers
-from tests.conftest import assert_problem, bearer, publish_rules, unique_email
+from tests.conftest import assert_problem, bearer, change_settings, publish_rules, unique_email
 
 # One point per dollar, pending for 14 days; a point pays one cent, points pay at most half an order.
 RULES = {"earn": {"rates": {"usd": "1"}, "pending_days": 14},
@@ -242,7 +243,7 @@ def test_capture_after_the_hold_expired_answers_hold_expired(shop, member_with, 
 
 
 def test_the_hold_time_is_configurable(shop, member_with, app, monkeypatch):
-    monkeypatch.setitem(app.config, "REDEMPTION_HOLD_MINUTES", 5)
+    change_settings(monkeypatch, app, REDEMPTION_HOLD_MINUTES=5)
     redemption = shop.redeem(member_with(1000), points=100).get_json()
     assert redemption["expires_at"] > redemption["created_at"]
     with app.app_context():
@@ -255,8 +256,8 @@ def test_the_expired_holds_job_releases_them(shop, member_with, balances, in_app
     shop.redeem(member, points=300)
     shop.redeem(member, points=300)
     with in_app():
-        assert checkout.release_expired(now() + timedelta(minutes=31)) == {"released": 2}
-        assert checkout.release_expired(now() + timedelta(minutes=31)) == {"released": 0}
+        assert jobs.release_expired_holds(now() + timedelta(minutes=31)) == {"released": 2}
+        assert jobs.release_expired_holds(now() + timedelta(minutes=31)) == {"released": 0}
     assert balances(member).available == 1000
 
 

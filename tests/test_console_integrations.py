@@ -13,11 +13,12 @@ from loyalty import events
 from loyalty.auth import service as auth
 from loyalty.auth.models import ApiKey
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.members import service as members
 from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.models import StripeEvent, WebhookDelivery, WebhookEndpoint
 from tests import stripe_events as se
-from tests.conftest import bearer, publish_rules, submit, unique_email
+from tests.conftest import bearer, change_settings, publish_rules, submit, unique_email
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CRM = "https://crm.example.test/loyalty"
@@ -39,7 +40,7 @@ def register(in_app):
 
     def make(url: str = CRM, **fields) -> str:
         with in_app():
-            endpoint = outbound.create_endpoint({"url": url, **fields})
+            endpoint = outbound.create_endpoint({"url": url, **fields}, allow_private=True)
             db.session.commit()
             return endpoint.public_id
 
@@ -56,7 +57,7 @@ def deliveries(in_app):
             for n, _ in enumerate(statuses):
                 events.emit("member.created", {"n": n})
             db.session.commit()
-            outbound.dispatch(T0)
+            jobs.dispatch_events(T0)
             endpoint = outbound.get_endpoint(endpoint_id)
             rows = db.session.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
                                       .order_by(WebhookDelivery.id)).all()
@@ -226,7 +227,7 @@ def test_a_bad_url_is_422_inline_and_writes_nothing(url, message, admin, row_cou
     ("http://10.0.0.1/hook", "10.0.0.1 is a private address"),
 ])
 def test_in_production_a_private_address_is_refused_inline(url, why, admin, app, monkeypatch, row_counts):
-    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_URLS", False)
+    change_settings(monkeypatch, app, WEBHOOK_ALLOW_PRIVATE_URLS=False)
     before = row_counts()
 
     response = submit(admin, "/console/webhooks/new", {"url": url, "enabled": "true"})
@@ -296,7 +297,7 @@ def test_enabling_a_failing_endpoint_again_clears_failing(admin, register, in_ap
 def test_in_production_an_edit_to_a_private_address_is_422_inline_and_changes_nothing(admin, register, in_app, app,
                                                                                       monkeypatch):
     endpoint_id = register("https://93.184.215.14/loyalty")
-    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_URLS", False)
+    change_settings(monkeypatch, app, WEBHOOK_ALLOW_PRIVATE_URLS=False)
 
     response = submit(admin, f"/console/webhooks/{endpoint_id}/edit", {
         "url": "http://127.0.0.1/hook", "event_types": ["tier.changed"], "enabled": "false"})

@@ -27,13 +27,14 @@ from loyalty.auth.access import require
 from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.idempotency import fingerprint
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.ledger.models import JournalTransaction
 from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.orders.models import Order
-from loyalty.writes import REPLAYED_HEADER, StoredResponse, purge_expired, write
+from loyalty.writes import REPLAYED_HEADER, StoredResponse, write
 from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
 
 KEY = "checkout-attempt-1"
@@ -491,7 +492,7 @@ def test_purge_expired_deletes_the_keys_past_retention_and_only_those(caller_of,
     caller.send(caller.body(3), key="kept")
 
     with in_app():
-        result = purge_expired(T0 + timedelta(hours=1) + retention)
+        result = jobs.purge_idempotency_keys(T0 + timedelta(hours=1) + retention)
 
     assert result == {"purged": 2}
     assert stored_keys() == {"kept"}
@@ -503,7 +504,7 @@ def test_purge_expired_works_through_every_batch(caller_of, clock, retention, in
         caller.send(caller.body(n), key=f"key-{n}")
 
     with in_app():
-        result = purge_expired(T0 + retention, batch_size=2)
+        result = jobs.purge_idempotency_keys(T0 + retention, batch_size=2)
 
     assert result == {"purged": 5}
     assert stored_keys() == set()
@@ -513,7 +514,7 @@ def test_a_key_kept_through_a_purge_still_replays(caller_of, clock, retention, i
     caller = caller_of(WRITES["enrol a member"])
     first = caller.send(caller.body(1))
     with in_app():
-        purge_expired(T0 + retention - SECOND)
+        jobs.purge_idempotency_keys(T0 + retention - SECOND)
 
     retry = caller.send(caller.body(1))
 

@@ -3,7 +3,7 @@ outbox, signed, once each; failed attempts are retried with backoff, logged, rep
 
 The receiver is an HTTP server on 127.0.0.1 that verifies every request's Loyalty-Signature with the secret its
 endpoint was given, as a shop's tool would, and can be told to answer 500 or to keep quiet past the timeout.
-The worker is driven by hand: `outbound.dispatch(now)` then `outbound.deliver_due(now)`, at the stopped clock.
+The worker is driven by hand: `jobs.dispatch_events(now)` then `jobs.deliver_due(now)`, at the stopped clock.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from loyalty.members import service as members
 from loyalty.offers import rewards as catalog
 from loyalty.offers import service as offers
 from loyalty.tiers import service as tiers
+from loyalty.unit_of_work import unit_of_work
 from loyalty.webhooks import outbound
 from loyalty.webhooks.delivery import SIGNATURE_HEADER, verify
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery
-from tests.conftest import assert_problem, bearer, publish_rules, unique_email
+from tests.conftest import assert_problem, bearer, change_settings, publish_rules, unique_email
 from tests.local_server import LocalServer, serving
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -187,8 +188,8 @@ def worker(in_app, clock) -> Callable[..., dict]:
     def run(at: datetime | None = None) -> dict[str, int]:
         with in_app():
             at = at or clock()
-            outbound.dispatch(at)
-            return outbound.deliver_due(at)
+            jobs.dispatch_events(at)
+            return jobs.deliver_due(at)
 
     return run
 
@@ -374,7 +375,7 @@ PRIVATE = [
 
 @pytest.fixture
 def production(app, monkeypatch) -> None:
-    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_URLS", False)
+    change_settings(monkeypatch, app, WEBHOOK_ALLOW_PRIVATE_URLS=False)
 
 
 @pytest.mark.parametrize(("url", "why"), PRIVATE)
@@ -738,7 +739,7 @@ def test_500_twice_then_200_is_delivered_at_the_third_attempt_within_the_backoff
 
 
 def test_a_timeout_is_a_failed_attempt(hook, receiver, shop, admin, app, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_TIMEOUT_SECONDS", 0.2)
+    change_settings(monkeypatch, app, WEBHOOK_TIMEOUT_SECONDS=0.2)
     receiver.answer("sleep")
     _enrol(shop)
 
@@ -777,7 +778,7 @@ def _fail_every_attempt(hook: Hook, clock, times: int) -> None:
 
 def test_after_the_last_attempt_a_delivery_is_failed_and_never_sent_again(hook, receiver, shop, admin, app, clock,
                                                                          monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_MAX_ATTEMPTS", 3)
+    change_settings(monkeypatch, app, WEBHOOK_MAX_ATTEMPTS=3)
     _enrol(shop)
 
     _fail_every_attempt(hook, clock, 3)
@@ -789,7 +790,7 @@ def test_after_the_last_attempt_a_delivery_is_failed_and_never_sent_again(hook, 
 
 
 def test_after_consecutive_failures_the_endpoint_is_failing(hook, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_FAILING_AFTER", 3)
+    change_settings(monkeypatch, app, WEBHOOK_FAILING_AFTER=3)
     _enrol(shop)
 
     _fail_every_attempt(hook, clock, 2)
@@ -802,7 +803,7 @@ def test_after_consecutive_failures_the_endpoint_is_failing(hook, shop, admin, a
 
 
 def test_a_success_clears_failing(hook, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_FAILING_AFTER", 2)
+    change_settings(monkeypatch, app, WEBHOOK_FAILING_AFTER=2)
     _enrol(shop)
     _fail_every_attempt(hook, clock, 2)
     assert _endpoint(admin, hook.endpoint)["failing"] is True
@@ -814,7 +815,7 @@ def test_a_success_clears_failing(hook, shop, admin, app, clock, monkeypatch):
 
 
 def test_enabling_an_endpoint_again_clears_failing(hook, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_FAILING_AFTER", 1)
+    change_settings(monkeypatch, app, WEBHOOK_FAILING_AFTER=1)
     _enrol(shop)
     _fail_every_attempt(hook, clock, 1)
     admin.patch(f"{ENDPOINTS}/{hook.endpoint['id']}", {"enabled": False})
@@ -884,7 +885,7 @@ def test_replaying_a_delivered_delivery_sends_the_same_event_again(hook, receive
 
 
 def test_replaying_a_failed_delivery_sends_it_again(hook, receiver, shop, admin, app, clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_MAX_ATTEMPTS", 1)
+    change_settings(monkeypatch, app, WEBHOOK_MAX_ATTEMPTS=1)
     receiver.answer("500")
     _enrol(shop)
     hook.worker()
@@ -918,12 +919,13 @@ def test_replaying_a_delivery_that_is_not_the_endpoints_is_404(register, shop, a
 def test_a_leased_delivery_is_not_sent_by_another_worker_until_the_lease_passes(hook, receiver, shop, in_app):
     _enrol(shop)
     with in_app():
-        outbound.dispatch(T0)
-        assert len(outbound._lease(T0, 10)) == 1  # one worker takes it, and is still sending
+        jobs.dispatch_events(T0)
+        with unit_of_work():
+            assert len(outbound._lease(T0, 10)) == 1  # one worker takes it, and is still sending
 
     with in_app():
-        assert outbound.deliver_due(T0) == {"delivered": 0, "retrying": 0, "failed": 0}
-        assert outbound.deliver_due(T0 + outbound.LEASE - SECOND) == {"delivered": 0, "retrying": 0, "failed": 0}
+        assert jobs.deliver_due(T0) == {"delivered": 0, "retrying": 0, "failed": 0}
+        assert jobs.deliver_due(T0 + outbound.LEASE - SECOND) == {"delivered": 0, "retrying": 0, "failed": 0}
     assert receiver.requests == []
 
 
@@ -931,14 +933,15 @@ def test_a_worker_killed_after_leasing_leaves_its_delivery_to_the_next_run_after
                                                                                           admin, in_app):
     _enrol(shop)
     with in_app():
-        outbound.dispatch(T0)
-        outbound._lease(T0, 10)  # and then the worker dies: nothing sent, nothing recorded
+        jobs.dispatch_events(T0)
+        with unit_of_work():
+            outbound._lease(T0, 10)  # and then the worker dies: nothing sent, nothing recorded
     [leased] = _deliveries(admin, hook.endpoint)
     assert (leased["status"], leased["attempts"], leased["next_attempt_at"]) == (
         "pending", 0, (T0 + outbound.LEASE).isoformat())
 
     with in_app():
-        counts = outbound.deliver_due(T0 + outbound.LEASE)
+        counts = jobs.deliver_due(T0 + outbound.LEASE)
 
     assert counts == {"delivered": 1, "retrying": 0, "failed": 0}
     assert receiver.types() == ["member.created"]
@@ -949,18 +952,18 @@ def test_a_worker_killed_after_leasing_leaves_its_delivery_to_the_next_run_after
 def test_two_workers_at_once_send_each_delivery_once(pg: Flask, receiver):
     """On PostgreSQL: two workers lease from the same due deliveries at the same moment."""
     with pg.app_context():
-        endpoint = outbound.create_endpoint({"url": receiver.url("/hook")})
+        endpoint = outbound.create_endpoint({"url": receiver.url("/hook")}, allow_private=True)
         receiver.secrets["/hook"] = endpoint.secret
         for number in range(12):
             events.emit("order.refunded", {"order_id": f"ord-{number}"})
         db.session.commit()
-        outbound.dispatch(T0)
+        jobs.dispatch_events(T0)
     barrier = threading.Barrier(2)
 
     def work() -> dict[str, int]:
         with pg.app_context():
             barrier.wait()
-            return outbound.deliver_due(T0, batch_size=2)
+            return jobs.deliver_due(T0, batch_size=2)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = [future.result() for future in [pool.submit(work) for _ in range(2)]]
@@ -987,14 +990,14 @@ def _delivery_count(in_app) -> int:
 
 def test_purge_removes_events_past_retention_whose_deliveries_are_all_done(hook, receiver, shop, in_app, app,
                                                                           clock, monkeypatch):
-    monkeypatch.setitem(app.config, "WEBHOOK_MAX_ATTEMPTS", 1)
+    change_settings(monkeypatch, app, WEBHOOK_MAX_ATTEMPTS=1)
     _enrol(shop)
     receiver.answer_about(_enrol(shop), "500")  # one delivered, one failed: both done
     hook.worker()
 
     with in_app():
-        assert outbound.purge_delivered(T0 + timedelta(days=30) - SECOND) == {"purged": 0}
-        assert outbound.purge_delivered(T0 + timedelta(days=30, seconds=1)) == {"purged": 2}
+        assert jobs.purge_events(T0 + timedelta(days=30) - SECOND) == {"purged": 0}
+        assert jobs.purge_events(T0 + timedelta(days=30, seconds=1)) == {"purged": 2}
 
     assert _outbox_events(in_app) == [] and _delivery_count(in_app) == 0
 
@@ -1006,7 +1009,7 @@ def test_purge_keeps_events_with_a_pending_delivery(hook, receiver, shop, in_app
     hook.worker()
 
     with in_app():
-        assert outbound.purge_delivered(T0 + timedelta(days=31)) == {"purged": 1}
+        assert jobs.purge_events(T0 + timedelta(days=31)) == {"purged": 1}
 
     [kept] = [event["id"] for event in receiver.events() if event["data"]["member_id"] == retried]
     assert _outbox_events(in_app) == [kept]
@@ -1017,6 +1020,6 @@ def test_purge_keeps_events_not_yet_dispatched(shop, in_app):
     _enrol(shop)
 
     with in_app():
-        assert outbound.purge_delivered(T0 + timedelta(days=31)) == {"purged": 0}
+        assert jobs.purge_events(T0 + timedelta(days=31)) == {"purged": 0}
 
     assert len(_outbox_events(in_app)) == 1

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from loyalty.checkout.models import Redemption
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, JournalTransaction, Lot
 from loyalty.ledger.service import Balances
@@ -40,7 +41,7 @@ from loyalty.webhooks import delivery, outbound
 from loyalty.webhooks.models import OutboxEvent, StripeEvent
 from loyalty.writes import StoredResponse
 from tests import stripe_events as se
-from tests.conftest import PASSWORD, StoppedClock, assert_problem, bearer, publish_rules
+from tests.conftest import PASSWORD, StoppedClock, assert_problem, bearer, change_settings, publish_rules
 from tests.queries import counting_queries
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -352,13 +353,13 @@ def sent(app: Flask, in_app, monkeypatch) -> Callable[[], list[dict[str, Any]]]:
 
     monkeypatch.setattr(delivery, "post", receive)
     with in_app():
-        outbound.create_endpoint({"url": "https://crm.example.test/hooks"})
+        outbound.create_endpoint({"url": "https://crm.example.test/hooks"}, allow_private=True)
         db.session.commit()
 
     def run() -> list[dict[str, Any]]:
         with in_app():
-            outbound.dispatch(T0)
-            outbound.deliver_due(T0)
+            jobs.dispatch_events(T0)
+            jobs.deliver_due(T0)
         delivered = [json.loads(body) for body in bodies]
         bodies.clear()
         return delivered
@@ -780,8 +781,8 @@ def test_a_member_with_nothing_outstanding_is_erased_without_a_forfeit(make_memb
 
 def test_erasure_scrubs_the_buyers_details_from_the_members_stripe_events(app, make_member, admin_key, client,
                                                                         monkeypatch, in_app):
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
-    monkeypatch.setitem(app.config, "STRIPE_API_KEY", "")
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET=STRIPE_SECRET)
+    change_settings(monkeypatch, app, STRIPE_API_KEY="")
     member_id = make_member(email="jenny@example.test")["id"]
     session = se.checkout_session(amount_subtotal=5000, amount_total=5000, payment_intent=se.new_id("pi"),
                                   metadata={"loyalty_member_id": member_id, "order_id": "ord-stripe"})

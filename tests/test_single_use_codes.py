@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from loyalty.auth import service as auth
-from loyalty.checkout import service as checkout
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.members.models import Member
@@ -282,7 +282,7 @@ def test_a_late_payment_takes_the_code_again_when_it_is_still_free(shop, make_me
     lapsed = shop.hold(member, code, "ord-late").get_json()
     clock.travel(timedelta(minutes=31))
     with in_app():
-        assert checkout.release_expired(now()) == {"released": 1}
+        assert jobs.release_expired_holds(now()) == {"released": 1}
     order = shop.post("/v1/orders", {"order_id": "ord-late", "member_id": member, "currency": "usd", "lines": LINES,
                                      "total_amount": 4500, "redemption_id": lapsed["id"]})
     assert order.status_code == 201
@@ -319,7 +319,7 @@ def test_a_lapsed_use_released_by_a_checkout_then_by_the_sweep_is_given_back_onc
     clock.travel(timedelta(minutes=31))
     assert shop.hold(member, code, "ord-other").status_code == 201  # releases the lapsed use to take the code
     with in_app():
-        assert checkout.release_expired(now()) == {"released": 1}
+        assert jobs.release_expired_holds(now()) == {"released": 1}
     assert_problem(shop.hold(member, code), 422, "usage_limit_reached")
     shop.post(f"/v1/redemptions/{lapsed['id']}/cancel")
     assert uses_of(in_app, code) == (1, [("released", "ord-late"), ("reserved", "ord-other")])

@@ -13,7 +13,7 @@ from loyalty.members import service as members
 from loyalty.orders.models import Order
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
-from tests.conftest import bearer, publish_rules
+from tests.conftest import bearer, change_settings, publish_rules
 from tests.local_server import serving
 
 SECRET = "whsec_test_client_" + "k" * 20
@@ -53,9 +53,9 @@ def stripe_api(app, monkeypatch):
     FakeStripe.seen, FakeStripe.answer_status, FakeStripe.line_items = [], 200, LINE_ITEMS
     FakeStripe.transactions_open, FakeStripe.transactions_open_when_called = set(), []
     with serving(FakeStripe) as server:
-        monkeypatch.setitem(app.config, "STRIPE_API_KEY", "sk_test_local")
-        monkeypatch.setitem(app.config, "STRIPE_API_BASE", server.base_url)
-        monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
+        change_settings(monkeypatch, app, STRIPE_API_KEY="sk_test_local")
+        change_settings(monkeypatch, app, STRIPE_API_BASE=server.base_url)
+        change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET=SECRET)
         yield FakeStripe
 
 
@@ -111,7 +111,7 @@ def test_without_the_line_items_the_session_is_applied_from_its_payload(app, cli
 
 
 def test_without_an_api_key_nothing_is_fetched(app, client, make_member, stripe_api, earning, monkeypatch):
-    monkeypatch.setitem(app.config, "STRIPE_API_KEY", "")
+    change_settings(monkeypatch, app, STRIPE_API_KEY="")
     assert _completed(client, make_member()["id"]).get_json()["status"] == "applied"
     assert stripe_api.seen == []
 

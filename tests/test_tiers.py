@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from loyalty.clock import now
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.members import service as members
 from loyalty.rules import engine
@@ -200,7 +201,7 @@ def test_an_edit_does_not_count_a_member_inside_their_grace_as_moving_down(world
     db.session.commit()
     response = staff_client("manager").patch(f"/v1/admin/tiers/{silver.public_id}", json={"threshold": 2000})
     assert response.get_json()["would_move"] == {"up": 0, "down": 0, "data": [], "has_more": False}
-    assert tiers.evaluate_all(now()) == {
+    assert jobs.evaluate_tiers(now()) == {
         "evaluated": 1, "upgraded": 0, "downgraded": 0}
 
 

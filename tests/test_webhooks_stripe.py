@@ -29,6 +29,7 @@ from loyalty import clock
 from loyalty.checkout import service as checkout
 from loyalty.checkout.models import Redemption
 from loyalty.extensions import db
+from loyalty.jobs import service as jobs
 from loyalty.ledger import service as ledger
 from loyalty.ledger.models import Account, JournalTransaction
 from loyalty.ledger.service import Balances
@@ -40,7 +41,7 @@ from loyalty.orders.models import Order, Refund
 from loyalty.webhooks import inbound
 from loyalty.webhooks.models import StripeEvent
 from tests import stripe_events as se
-from tests.conftest import StoppedClock, assert_problem, bearer, publish_rules, unique_email
+from tests.conftest import StoppedClock, assert_problem, bearer, change_settings, publish_rules, unique_email
 
 URL = "/v1/webhooks/stripe"
 SECRET = "whsec_test_loyalty_webhooks"
@@ -61,9 +62,9 @@ def now(stop_clock) -> StoppedClock:
 
 
 def configure(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", SECRET)
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_TOLERANCE_SECONDS", TOLERANCE)
-    monkeypatch.setitem(app.config, "STRIPE_API_KEY", "")  # no line items fetched: payloads alone
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET=SECRET)
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_TOLERANCE_SECONDS=TOLERANCE)
+    change_settings(monkeypatch, app, STRIPE_API_KEY="")  # no line items fetched: payloads alone
 
 
 def publish_program(app: Flask) -> None:
@@ -276,7 +277,7 @@ def test_a_delivery_that_does_not_verify_is_refused_and_changes_nothing(forge, c
 
 def test_without_a_configured_secret_nothing_is_accepted(client, app, member, row_counts, monkeypatch):
     shopper = member()
-    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", "")
+    change_settings(monkeypatch, app, STRIPE_WEBHOOK_SECRET="")
     before = row_counts()
     assert_problem(post(client, intent_succeeded(shopper, "ord_1")), 503, "webhook_not_configured")
     assert row_counts() == before
@@ -628,7 +629,7 @@ def _lapse(app: Flask, shopper: Shopper, now: StoppedClock, order_id: str) -> st
     redemption_id = hold(app, shopper, order_id)  # expires at T0 - 10 minutes
     now.set(T0 - timedelta(minutes=5))
     with app.app_context():
-        assert checkout.release_expired(clock.now()) == {"released": 1}
+        assert jobs.release_expired_holds(clock.now()) == {"released": 1}
     assert redemption_of(app, redemption_id)["release_reason"] == "expired"
     assert balances(app, shopper) == Balances(available=START, lifetime_earned=START)
     now.set(T0 + timedelta(minutes=1))
@@ -1016,7 +1017,7 @@ def test_a_waiting_event_is_overdue_once_it_has_waited_the_configured_hours(one_
     assert listed(admin_api, "?overdue=true") == [(waiting, "waiting")]
     assert [e["overdue"] for e in admin_api("get", ADMIN_EVENTS).get_json()["data"]] == [False, True, False, False]
     assert waiting not in [event_id for event_id, _ in listed(admin_api, "?overdue=false")]
-    monkeypatch.setitem(app.config, "STRIPE_WAITING_OVERDUE_HOURS", 48)
+    change_settings(monkeypatch, app, STRIPE_WAITING_OVERDUE_HOURS=48)
     assert listed(admin_api, "?overdue=true") == []
 
 

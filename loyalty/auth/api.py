@@ -18,10 +18,11 @@ from loyalty.auth.schemas import (
 )
 from loyalty.auth.sessions import sign_in, sign_out
 from loyalty.auth.throttling import login_throttled
-from loyalty.extensions import Blueprint, db
+from loyalty.extensions import Blueprint
 from loyalty.members import service as members
 from loyalty.members.schemas import LoginSchema, MemberSummarySchema
 from loyalty.schemas import ListArgsSchema
+from loyalty.unit_of_work import unit_of_work
 from loyalty.writes import write
 
 blp = Blueprint("auth", __name__, url_prefix="/v1", description="Sign-in and access")
@@ -33,8 +34,8 @@ blp = Blueprint("auth", __name__, url_prefix="/v1", description="Sign-in and acc
 @blp.response(200, MemberSummarySchema)
 def member_login(payload: dict):
     """Sign a member in: sets the session cookie."""
-    member = members.authenticate(payload["email"], payload["password"])
-    db.session.commit()
+    with unit_of_work():
+        member = members.authenticate(payload["email"], payload["password"])
     sign_in(member)
     return members.summary(member)
 
@@ -45,8 +46,8 @@ def member_login(payload: dict):
 @blp.response(200, StaffSchema)
 def staff_login(payload: dict):
     """Sign a staff user in: sets the session cookie."""
-    staff = service.authenticate_staff(payload["email"], payload["password"])
-    db.session.commit()
+    with unit_of_work():
+        staff = service.authenticate_staff(payload["email"], payload["password"])
     sign_in(staff)
     return staff
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from flask import session
 from flask_login import current_user, login_user, logout_user
 
-from loyalty.extensions import db
+from loyalty.unit_of_work import unit_of_work
 
 SESSION_KEY_LENGTH = 32
 
@@ -53,9 +53,10 @@ def sign_in(user: HasSessions) -> None:
 
 
 def sign_out() -> None:
-    """End the current request's session, and with it every other session of the same user; commits."""
+    """End the current request's session, and with it every other session of the same user, in a unit of work
+    of its own."""
     user = current_user._get_current_object() if current_user.is_authenticated else None
     logout_user()
     if user is not None:
-        end_sessions(user)
-        db.session.commit()
+        with unit_of_work():
+            end_sessions(user)

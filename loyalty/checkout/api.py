@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app
-
 from loyalty.auth.access import require
 from loyalty.checkout import service
 from loyalty.checkout.schemas import (
@@ -19,7 +17,9 @@ from loyalty.checkout.schemas import (
     RefundSchema,
 )
 from loyalty.clock import now
-from loyalty.extensions import Blueprint, db
+from loyalty.extensions import Blueprint
+from loyalty.settings import settings
+from loyalty.unit_of_work import unit_of_work
 from loyalty.writes import write
 
 blp = Blueprint("checkout", __name__, url_prefix="/v1", description="Checkout")
@@ -45,7 +45,7 @@ def create_redemption(payload: dict):
     """Hold points and/or reserve a coupon use for an order while it is paid, until `expires_at`.
     Requires `Idempotency-Key`. Capture it when the payment succeeds, cancel it when it is abandoned;
     a failed payment attempt changes nothing, so the same redemption serves the retry."""
-    hold_for = timedelta(minutes=current_app.config["REDEMPTION_HOLD_MINUTES"])
+    hold_for = timedelta(minutes=settings().redemption_hold_minutes)
     return service.create_redemption(payload, now=now(), hold_for=hold_for)
 
 
@@ -54,8 +54,8 @@ def create_redemption(payload: dict):
 @blp.response(200, RedemptionSchema)
 def get_redemption(redemption_id: str):
     """A redemption as it stands; one past `expires_at` is released on the spot."""
-    redemption = service.settle_if_expired(service.get_redemption(redemption_id), now=now())
-    db.session.commit()
+    with unit_of_work():  # a read that may write: the release
+        redemption = service.settle_if_expired(service.get_redemption(redemption_id), now=now())
     return redemption
 
 

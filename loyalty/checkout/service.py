@@ -21,7 +21,6 @@ from sqlalchemy.orm import aliased, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty import events
-from loyalty.batches import KeepGoing, always
 from loyalty.checkout.models import Redemption
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import (
@@ -49,6 +48,7 @@ from loyalty.rules import service as rules
 from loyalty.rules.orders import engine_order, engine_order_from
 from loyalty.tiers import service as tiers
 from loyalty.tiers.models import Tier
+from loyalty.unit_of_work import SAME_BATCH, Batches
 
 # --- the order as the engines see it ---------------------------------------------------------------------
 
@@ -320,14 +320,11 @@ def settle_if_expired(redemption: Redemption, *, now: datetime) -> Redemption:
     return redemption
 
 
-def release_expired(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
-    """Release redemptions past their expiry, one batch per transaction (for the worker)."""
-    released = 0
-    while keep_going():
-        ids = db.session.scalars(select(Redemption.public_id).where(
-            Redemption.status == "held", Redemption.expires_at <= now).order_by(Redemption.id).limit(batch_size)).all()
-        if not ids:
-            return {"released": released}
+def release_expired(now: datetime, *, batch_size: int = 1000) -> Batches:
+    """Release redemptions past their expiry, a batch at a time (the worker's: `loyalty.unit_of_work.run_batches`)."""
+    while ids := db.session.scalars(select(Redemption.public_id).where(
+            Redemption.status == "held", Redemption.expires_at <= now).order_by(Redemption.id).limit(batch_size)).all():
+        released = 0
         for public_id in ids:
             redemption = get_redemption(public_id, lock=True)
             if redemption.status == "held":
@@ -335,8 +332,8 @@ def release_expired(now: datetime, *, batch_size: int = 1000, keep_going: KeepGo
                 released += 1
             # One redemption a transaction: its locks (redemption, offer, member) go at once, never held
             # while the next is taken, so a checkout touching the same rows cannot deadlock with the job.
-            db.session.commit()
-    return {"released": released}
+            yield SAME_BATCH
+        yield {"released": released}
 
 
 def pay(redemption: Redemption, *, paid_at: datetime, now: datetime) -> Redemption:

@@ -12,7 +12,7 @@ from marshmallow import ValidationError as MarshmallowError
 
 from loyalty.audit import service as audit
 from loyalty.errors import Problem, ValidationProblem, flatten_messages
-from loyalty.extensions import db
+from loyalty.unit_of_work import unit_of_work
 
 T = TypeVar("T")
 
@@ -80,17 +80,16 @@ def submitted(lists: Iterable[str] = ()) -> dict[str, Any]:
 
 
 def attempt(action: Callable[[], T]) -> tuple[T | None, Problem | None]:
-    """Run a form's action as one unit of work: commit when it succeeds; when it raises a Problem,
-    roll everything back and hand the problem to the form, which shows it. A staff member's unit of work is
-    audited as the API's are (`loyalty.audit`); a member's own is not."""
+    """Run a form's action as one unit of work (`loyalty.unit_of_work`): committed when it succeeds; when it
+    raises a Problem, rolled back, and the problem handed to the form, which shows it. A staff member's unit of
+    work is audited as the API's are (`loyalty.audit`); a member's own is not."""
     with audit.capturing(audit.staff_actor()) as capture:
         try:
-            result = action()
+            with unit_of_work():
+                result = action()
+                capture.record(None)  # the status is the page's, drawn after the commit
         except Problem as problem:
-            db.session.rollback()
             return None, problem
-        capture.record(None)  # the status is the page's, drawn after the commit
-        db.session.commit()
         return result, None
 
 

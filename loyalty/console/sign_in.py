@@ -12,8 +12,8 @@ from marshmallow import ValidationError
 from loyalty.auth import sessions
 from loyalty.console.access import safe_next
 from loyalty.errors import Problem, ValidationProblem, flatten_messages
-from loyalty.extensions import db
 from loyalty.members.schemas import LoginSchema
+from loyalty.unit_of_work import unit_of_work
 
 
 def sign_in(*, area: str, heading: str, kind: type, authenticate: Callable[[str, str], object], home: str):
@@ -25,12 +25,11 @@ def sign_in(*, area: str, heading: str, kind: type, authenticate: Callable[[str,
         return redirect(target) if isinstance(current_user, kind) else render_template("_login.html", **page)
     email = request.form.get("email", "").strip()
     try:
-        credentials = _credentials(email, request.form.get("password", ""))
-        user = authenticate(credentials["email"], credentials["password"])
+        with unit_of_work():
+            credentials = _credentials(email, request.form.get("password", ""))
+            user = authenticate(credentials["email"], credentials["password"])
     except Problem as problem:
-        db.session.rollback()
         return render_template("_login.html", **page, email=email, error=problem.detail), problem.status
-    db.session.commit()
     sessions.sign_in(user)
     return redirect(target)
 

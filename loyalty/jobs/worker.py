@@ -24,6 +24,7 @@ from loyalty.clock import now
 from loyalty.extensions import db
 from loyalty.jobs.models import JobSchedule
 from loyalty.jobs.service import JOBS, Job
+from loyalty.unit_of_work import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,14 @@ def exclusive(name: str) -> Iterator[bool]:
         yield True
         return
     key = zlib.crc32(f"loyalty-job:{name}".encode())
-    with db.engine.connect() as connection:
+    # A session-level lock outlives transactions: autocommit, so none is left open on this connection.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         held = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
-        connection.commit()
         try:
             yield bool(held)
         finally:
             if held:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
 
 
 class Worker:
@@ -84,25 +84,26 @@ class Worker:
 
     def _run_if_due(self, job: Job) -> dict[str, int] | None:
         started = now()
-        schedule = db.session.get(JobSchedule, job.name, populate_existing=True)
-        if schedule is None:
-            schedule = JobSchedule(name=job.name, next_run_at=started)
-            db.session.add(schedule)
-        if schedule.next_run_at > started:
-            db.session.rollback()
-            return None
-        schedule.last_started_at = started
-        db.session.commit()
+        with unit_of_work() as work:
+            schedule = db.session.get(JobSchedule, job.name, populate_existing=True)
+            if schedule is None:
+                schedule = JobSchedule(name=job.name, next_run_at=started)
+                db.session.add(schedule)
+            if schedule.next_run_at > started:
+                work.discard()
+                return None
+            schedule.last_started_at = started
         try:
+            # Each batch of the job is a unit of work of its own (`loyalty.unit_of_work.run_batches`).
             result = job.run(started, batch_size=self.batch_size, keep_going=self.keep_going)
         except Exception:
             db.session.rollback()
             log.exception("job %s failed; it runs again when next due", job.name)
             result = {"failed": 1}
-        schedule = db.session.get(JobSchedule, job.name, populate_existing=True)
-        # Stopped part way: still due, so the next worker finishes it.
-        schedule.next_run_at = started if self.stopping else started + job.every
-        schedule.last_finished_at = now()
-        schedule.last_result = ", ".join(f"{k}={v}" for k, v in result.items())[:300]
-        db.session.commit()
+        with unit_of_work():
+            schedule = db.session.get(JobSchedule, job.name, populate_existing=True)
+            # Stopped part way: still due, so the next worker finishes it.
+            schedule.next_run_at = started if self.stopping else started + job.every
+            schedule.last_finished_at = now()
+            schedule.last_result = ", ".join(f"{k}={v}" for k, v in result.items())[:300]
         return result

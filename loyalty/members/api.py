@@ -10,7 +10,7 @@ from flask_login import current_user
 from loyalty.auth.access import require
 from loyalty.auth.models import StaffUser
 from loyalty.auth.sessions import sign_in
-from loyalty.extensions import Blueprint, db, limiter
+from loyalty.extensions import Blueprint, limiter
 from loyalty.members import service
 from loyalty.members.schemas import (
     AdjustmentSchema,
@@ -28,6 +28,7 @@ from loyalty.members.schemas import (
 )
 from loyalty.schemas import ListArgsSchema
 from loyalty.tiers import service as tiers
+from loyalty.unit_of_work import unit_of_work
 from loyalty.writes import write
 
 blp = Blueprint("members", __name__, url_prefix="/v1", description="Members")
@@ -41,8 +42,8 @@ MEMBER_STAFF = ("support",)
 @blp.response(201, MemberSummarySchema)
 def signup(payload: dict):
     """Create a member account and sign it in."""
-    member = service.enrol(service.NewMember(**payload), source="signup")
-    db.session.commit()
+    with unit_of_work():
+        member = service.enrol(service.NewMember(**payload), source="signup")
     sign_in(member)
     return service.summary(member)
 

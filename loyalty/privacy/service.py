@@ -10,7 +10,7 @@ Where personal data about a member lives, table by table (what `erase` works fro
 - idempotency_keys.body: a stored answer may be a member summary (email, name, ...): redacted in place, so a retry
   still replays an answer, an anonymised one. The caller column holds `anonymous:<ip>` only for a write made
   without credentials, and every @write route requires credentials first: no such row names a member.
-- outbox_events.data: ids, points and amounts only, by design (`loyalty.webhooks.outbox`); redacted all the same,
+- outbox_events.data: ids, points and amounts only, by design (`loyalty.events`); redacted all the same,
   should a personal value ever be written there.
 - member_consents: member id, purpose, answer, source and time: no identifier of the person; kept, as the record
   of what the member agreed to and when.

@@ -3,12 +3,11 @@
 A member qualifies for a tier when what they earned (points basis: points earned, less refunds; never
 less for spending) or spent (spend basis: paid orders in the tier's currency) over the tier's rolling
 window reaches its threshold. Amounts are computed set-based for a batch of members at once.
-Adds and flushes; never commits (but for the job, which commits per batch).
+Adds and flushes; never commits (the evaluation job's batches are each committed by its runner).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +20,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from loyalty.batches import KeepGoing, always
 from loyalty.db import UTCDateTime, for_update
 from loyalty.errors import Conflict, NotFound, ValidationProblem
 
@@ -32,6 +30,7 @@ from loyalty.ledger.models import JournalTransaction
 from loyalty.members.models import Member
 from loyalty.orders.models import Order
 from loyalty.tiers.models import MemberTier, Tier, TierChange
+from loyalty.unit_of_work import Batches
 
 Basis = tuple[str, int, str | None]  # (basis, window_days, currency): what one qualifying amount measures
 
@@ -267,16 +266,10 @@ def evaluate(member_ids: list[int], now: datetime, *, skip_locked: bool = True) 
     return counts
 
 
-def evaluate_all(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
-    """The job: every member, in batches by id, each batch its own transaction."""
-    totals: dict[str, int] = defaultdict(int)
+def evaluate_all(now: datetime, *, batch_size: int = 1000) -> Batches:
+    """The job: every member, in batches by id (each its own transaction: `loyalty.unit_of_work.run_batches`)."""
     for ids in _member_batches(batch_size):
-        if not keep_going():
-            break
-        for name, count in evaluate(ids, now).items():
-            totals[name] += count
-        db.session.commit()
-    return dict(totals)
+        yield evaluate(ids, now)
 
 
 def _member_batches(batch_size: int) -> Iterator[list[int]]:

@@ -3,13 +3,17 @@ Stripe events staff look after; the endpoints staff register for outbound events
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import request
 from marshmallow import Schema, fields
 
 from loyalty.auth.access import require
 from loyalty.clock import now
-from loyalty.extensions import Blueprint, db
+from loyalty.extensions import Blueprint
 from loyalty.schemas import ListArgsSchema
+from loyalty.settings import settings
+from loyalty.unit_of_work import unit_of_work
 from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.schemas import (
     DeliveryArgsSchema,
@@ -43,10 +47,10 @@ def stripe_event():
     no event at all, `400 invalid_payload`). Every event is stored, then applied in the same transaction: one
     that cannot be applied is kept `failed` with the reason, for staff to retry, and answered 200 all the same.
     A redelivery answers `duplicate` and changes nothing, unless the event had failed: then it is tried again."""
-    event = inbound.verify(request.get_data(), request.headers.get("Stripe-Signature"))
-    fetched_lines = inbound.line_items(event)  # before the transaction begins: Stripe never holds a lock
-    status = inbound.receive(event, fetched_lines, now=now())
-    db.session.commit()
+    event = inbound.verify(request.get_data(), request.headers.get("Stripe-Signature"), settings())
+    fetched_lines = inbound.line_items(event, settings())  # before the transaction begins: Stripe never holds a lock
+    with unit_of_work():
+        status = inbound.receive(event, fetched_lines, now=now())
     return {"received": True, "event_id": event.event_id, "status": status}
 
 
@@ -62,7 +66,7 @@ def list_stripe_events(args: dict):
     """Stored Stripe events, newest first: `?status=failed` for those that could not be applied (with the
     reason), `?status=waiting` for those waiting for their payment, `overdue` once they have waited longer than
     `LOYALTY_STRIPE_WAITING_OVERDUE_HOURS`."""
-    return inbound.list_events(now=now(), **args)
+    return inbound.list_events(now=now(), overdue_after=_overdue_after(), **args)
 
 
 @stripe_events_blp.post("/<string:event_id>/retry")
@@ -72,7 +76,11 @@ def list_stripe_events(args: dict):
 def retry_stripe_event(event_id: str):
     """Apply a failed or waiting event again, once its cause is fixed; it answers its new status (a settled
     event answers `409 stripe_event_settled`). Applying it still happens once: it is locked while tried."""
-    return inbound.retry(event_id, now())
+    return inbound.retry(event_id, now(), _overdue_after())
+
+
+def _overdue_after() -> timedelta:
+    return timedelta(hours=settings().stripe_waiting_overdue_hours)
 
 
 endpoints_blp = Blueprint("webhook_endpoints", __name__, url_prefix="/v1/admin/webhook-endpoints",
@@ -94,7 +102,7 @@ def list_endpoints(args: dict):
 @endpoints_blp.response(201, EndpointCreatedSchema)
 def create_endpoint(payload: dict):
     """Register a URL for events. The answer holds the signing secret, shown this once."""
-    return outbound.create_endpoint(payload)
+    return outbound.create_endpoint(payload, allow_private=settings().webhook_allow_private_urls)
 
 
 @endpoints_blp.get("/<string:endpoint_id>")
@@ -111,7 +119,8 @@ def get_endpoint(endpoint_id: str):
 @endpoints_blp.response(200, EndpointSchema)
 def update_endpoint(payload: dict, endpoint_id: str):
     """Change the URL or the event types, or disable; enabling again clears `failing`."""
-    return outbound.update_endpoint(outbound.get_endpoint(endpoint_id), payload)
+    return outbound.update_endpoint(outbound.get_endpoint(endpoint_id), payload,
+                                    allow_private=settings().webhook_allow_private_urls)
 
 
 @endpoints_blp.get("/<string:endpoint_id>/deliveries")

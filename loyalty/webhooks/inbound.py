@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
-from flask import current_app
 from marshmallow import Schema, ValidationError
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -39,6 +38,7 @@ from loyalty.errors import Conflict, NotFound, Problem, RedemptionNotHeld, flatt
 from loyalty.extensions import db
 from loyalty.orders.models import Order
 from loyalty.pagination import paginate
+from loyalty.settings import Settings
 from loyalty.webhooks import stripe_api
 from loyalty.webhooks.models import RETRYABLE_STATUSES, StripeEvent
 from loyalty.webhooks.schemas import (
@@ -84,12 +84,12 @@ class Outcome:
     waiting_for: str | None = None
 
 
-def verify(payload: bytes, signature: str | None) -> Verified:
+def verify(payload: bytes, signature: str | None, settings: Settings) -> Verified:
     """The event, if Stripe signed it with this endpoint's secret and it is an event at all (400 otherwise)."""
-    secret = current_app.config["STRIPE_WEBHOOK_SECRET"]
+    secret = settings.stripe_webhook_secret
     if not secret:
         raise NotConfigured("LOYALTY_STRIPE_WEBHOOK_SECRET is not set, so no event can be verified.")
-    tolerance = current_app.config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"]
+    tolerance = settings.stripe_webhook_tolerance_seconds
     try:  # the check construct_event makes first, alone: so a forgery is never mistaken for a bad event
         stripe.WebhookSignature.verify_header(payload.decode(), signature or "", secret, tolerance=tolerance)
     except Exception:  # a forged header or body can fail in many ways: every one of them is unverified
@@ -117,7 +117,7 @@ def _finite(text: str) -> float:
     return number
 
 
-def line_items(event: Verified) -> list[dict[str, Any]] | None:
+def line_items(event: Verified, settings: Settings) -> list[dict[str, Any]] | None:
     """A paid Checkout Session's line items from Stripe's API, or None (no API key, Stripe did not answer, or
     not such an event). Call it before any transaction begins: a slow Stripe must never hold a lock."""
     if event.type not in SESSION_PAID_TYPES:
@@ -126,7 +126,7 @@ def line_items(event: Verified) -> list[dict[str, Any]] | None:
         session = CheckoutSessionSchema().load(event.object)
     except ValidationError:
         return None  # it fails when applied, with the reasons
-    return stripe_api.session_lines(session["id"]) if _session_paid(session) else None
+    return stripe_api.session_lines(session["id"], settings) if _session_paid(session) else None
 
 
 def receive(event: Verified, fetched_lines: list[dict[str, Any]] | None, *, now: datetime) -> str:
@@ -217,21 +217,21 @@ def _waiting_key(payment_intent: str) -> str:
 
 # --- staff: waiting and failed events, and retrying them ---------------------------------------------------
 
-def _overdue(now: datetime) -> ColumnElement[bool]:
-    """Waiting past the configured time: the payment it waits for may never come."""
-    since = now - timedelta(hours=current_app.config["STRIPE_WAITING_OVERDUE_HOURS"])
+def _overdue(now: datetime, after: timedelta) -> ColumnElement[bool]:
+    """Waiting longer than `after` (the configured time): the payment it waits for may never come."""
+    since = now - after
     return and_(StripeEvent.status == "waiting", StripeEvent.received_at <= since)
 
 
-def _events(now: datetime) -> Select:
+def _events(now: datetime, overdue_after: timedelta) -> Select:
     """Stored events, each saying whether it is overdue."""
-    return select(StripeEvent).options(with_expression(StripeEvent.overdue, _overdue(now)))
+    return select(StripeEvent).options(with_expression(StripeEvent.overdue, _overdue(now, overdue_after)))
 
 
-def list_events(*, now: datetime, limit: int, starting_after: str | None = None, status: str | None = None,
-                overdue: bool | None = None) -> dict:
+def list_events(*, now: datetime, overdue_after: timedelta, limit: int, starting_after: str | None = None,
+                status: str | None = None, overdue: bool | None = None) -> dict:
     """Stored events, newest first."""
-    query, overdue_now = _events(now), _overdue(now)
+    query, overdue_now = _events(now, overdue_after), _overdue(now, overdue_after)
     if status:
         query = query.where(StripeEvent.status == status)
     if overdue is not None:
@@ -239,16 +239,16 @@ def list_events(*, now: datetime, limit: int, starting_after: str | None = None,
     return paginate(query, StripeEvent, limit=limit, starting_after=starting_after, newest_first=True)
 
 
-def needing_attention(now: datetime) -> dict[str, int]:
+def needing_attention(now: datetime, overdue_after: timedelta) -> dict[str, int]:
     """How many events failed, wait, and wait past the configured time: counted on the status index, never over
     the applied ones."""
     counts = dict(db.session.execute(select(StripeEvent.status, func.count()).where(
         StripeEvent.status.in_(RETRYABLE_STATUSES)).group_by(StripeEvent.status)).all())
-    overdue = db.session.scalar(select(func.count()).select_from(StripeEvent).where(_overdue(now)))
+    overdue = db.session.scalar(select(func.count()).select_from(StripeEvent).where(_overdue(now, overdue_after)))
     return {"failed": counts.get("failed", 0), "waiting": counts.get("waiting", 0), "overdue": overdue}
 
 
-def retry(event_id: str, now: datetime) -> StripeEvent:
+def retry(event_id: str, now: datetime, overdue_after: timedelta) -> StripeEvent:
     """Apply a failed or waiting event again, as if it had just arrived; it changes nothing when it fails again
     or still waits. Answers it as it is now."""
     row = _locked(event_id)
@@ -258,7 +258,8 @@ def retry(event_id: str, now: datetime) -> StripeEvent:
         raise Conflict(f"This event was {row.status}: only failed and waiting events are tried again.",
                        code="stripe_event_settled")
     _apply(row, now)
-    return db.session.scalar(_events(now).where(StripeEvent.id == row.id).execution_options(populate_existing=True))
+    return db.session.scalar(_events(now, overdue_after).where(StripeEvent.id == row.id)
+                             .execution_options(populate_existing=True))
 
 
 # --- payments ----------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Outbound webhooks: endpoints staff register, and delivering the outbox to them.
 
 `dispatch` turns each new outbox event into one delivery per enabled endpoint that wants its type.
-`deliver_due` sends the deliveries that are due: it first leases them (moves `next_attempt_at` ahead and
-commits), so two workers never send the same one and a worker killed mid-send leaves it to be retried
-after the lease, then sends them signed outside any transaction, then records each answer. Receivers
+`deliver_due` sends the deliveries that are due: it first leases them (moves `next_attempt_at` ahead, in a
+transaction of its own), so two workers never send the same one and a worker killed mid-send leaves it to be
+retried after the lease, then sends them signed outside any transaction, then records each answer. Both are a
+job's batches (`loyalty.unit_of_work.run_batches`): each transaction is committed by the runner, never here. Receivers
 dedupe on the event id: delivery is at least once.
 """
 
@@ -18,11 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import delete, select
 
 from loyalty import clock
-from loyalty.batches import KeepGoing, always
 from loyalty.db import for_update, new_public_id
 from loyalty.errors import NotFound, ValidationProblem
 from loyalty.events import EVENT_TYPES
@@ -30,6 +29,8 @@ from loyalty.extensions import db
 from loyalty.members import service as members
 from loyalty.members.models import CONSENT_PURPOSES, Member
 from loyalty.pagination import paginate
+from loyalty.settings import Settings
+from loyalty.unit_of_work import SAME_BATCH, Batches
 from loyalty.webhooks import delivery
 from loyalty.webhooks.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
@@ -39,9 +40,9 @@ _rng = random.SystemRandom()
 
 # --- endpoints ---------------------------------------------------------------------------------------------
 
-def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+def _checked(fields: dict[str, Any], allow_private: bool) -> dict[str, Any]:
     if "url" in fields:
-        reason = delivery.check_url(fields["url"], allow_private=current_app.config["WEBHOOK_ALLOW_PRIVATE_URLS"])
+        reason = delivery.check_url(fields["url"], allow_private=allow_private)
         if reason:
             raise ValidationProblem(reason, errors={"url": [reason]})
     unknown = sorted(set(fields.get("event_types") or ()) - set(EVENT_TYPES))
@@ -52,8 +53,9 @@ def _checked(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def create_endpoint(fields: dict[str, Any]) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint(**_checked(fields), secret=f"whsec_{secrets.token_urlsafe(32)}")
+def create_endpoint(fields: dict[str, Any], *, allow_private: bool) -> WebhookEndpoint:
+    """`allow_private`: a URL may name a private or loopback address (the WEBHOOK_ALLOW_PRIVATE_URLS setting)."""
+    endpoint = WebhookEndpoint(**_checked(fields, allow_private), secret=f"whsec_{secrets.token_urlsafe(32)}")
     db.session.add(endpoint)
     db.session.flush()
     return endpoint
@@ -66,8 +68,8 @@ def get_endpoint(public_id: str) -> WebhookEndpoint:
     return endpoint
 
 
-def update_endpoint(endpoint: WebhookEndpoint, changes: dict[str, Any]) -> WebhookEndpoint:
-    for name, value in _checked(changes).items():
+def update_endpoint(endpoint: WebhookEndpoint, changes: dict[str, Any], *, allow_private: bool) -> WebhookEndpoint:
+    for name, value in _checked(changes, allow_private).items():
         setattr(endpoint, name, value)
     if changes.get("enabled"):
         endpoint.failing, endpoint.consecutive_failures = False, 0  # re-enabling is a fresh start
@@ -99,17 +101,12 @@ def replay(endpoint: WebhookEndpoint, delivery_id: str, now: datetime) -> Webhoo
 
 # --- dispatch and delivery -----------------------------------------------------------------------------------
 
-def dispatch(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
+def dispatch(now: datetime, *, batch_size: int = 1000) -> Batches:
     """One delivery per event and interested endpoint, in batches; an event is dispatched once."""
-    events = created = 0
     endpoints = db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled.is_(True))).all()
-    while keep_going():
-        batch = db.session.scalars(for_update(
+    while batch := db.session.scalars(for_update(
             select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.id)
-            .limit(batch_size), db.session, skip_locked=True)).all()
-        if not batch:
-            db.session.commit()
-            return {"events": events, "deliveries": created}
+            .limit(batch_size), db.session, skip_locked=True)).all():
         rows = [{"endpoint_id": endpoint.id, "event_id": event.id, "status": "pending", "attempts": 0,
                  "next_attempt_at": now, "created_at": now, "public_id": new_public_id("whd")}
                 for event in batch for endpoint in endpoints
@@ -118,27 +115,26 @@ def dispatch(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = a
             db.session.execute(WebhookDelivery.__table__.insert(), rows)
         for event in batch:
             event.dispatched_at = now
-        db.session.commit()
-        events, created = events + len(batch), created + len(rows)
-    return {"events": events, "deliveries": created}
+        yield {"events": len(batch), "deliveries": len(rows)}
 
 
-def deliver_due(now: datetime, *, batch_size: int = 100, keep_going: KeepGoing = always) -> dict[str, int]:
-    """Send the deliveries that are due, one leased batch at a time, several at once."""
-    counts = {"delivered": 0, "retrying": 0, "failed": 0}
-    config = current_app.config
-    with ThreadPoolExecutor(max_workers=config["WEBHOOK_CONCURRENCY"]) as pool:
+def deliver_due(now: datetime, settings: Settings, *, batch_size: int = 100) -> Batches:
+    """Send the deliveries that are due, one leased batch at a time, several at once. A batch is three
+    transactions: the lease, the read of what to send (ended before the network is waited on), the answers."""
+    with ThreadPoolExecutor(max_workers=settings.webhook_concurrency) as pool:
         # Leases and retries count from each batch's own moment: a long backlog must not shorten them.
-        while keep_going() and (leased := _lease(max(now, clock.now()), batch_size)):
+        while leased := _lease(max(now, clock.now()), batch_size):
+            yield SAME_BATCH  # the lease is committed before anything is sent
             requests = _prepare(leased)
-            db.session.commit()  # no transaction open while the network is waited on
+            yield SAME_BATCH  # no transaction open while the network is waited on
             attempts = pool.map(lambda request: delivery.post(
-                request.url, request.body, request.headers, timeout=config["WEBHOOK_TIMEOUT_SECONDS"],
-                allow_private=config["WEBHOOK_ALLOW_PRIVATE_URLS"]), requests)
+                request.url, request.body, request.headers, timeout=settings.webhook_timeout_seconds,
+                allow_private=settings.webhook_allow_private_urls), requests)
             answers = [(request.delivery_id, attempt) for request, attempt in zip(requests, attempts, strict=True)]
-            for outcome in _record(answers, max(now, clock.now())):
+            counts = {"delivered": 0, "retrying": 0, "failed": 0}
+            for outcome in _record(answers, max(now, clock.now()), settings):
                 counts[outcome] += 1
-    return counts
+            yield counts
 
 
 def _lease(now: datetime, batch_size: int) -> list[int]:
@@ -153,7 +149,7 @@ def _lease(now: datetime, batch_size: int) -> list[int]:
     ids = [row.id for row in rows]  # read before the commit expires them
     for row in rows:
         row.next_attempt_at = now + LEASE
-    db.session.commit()
+    db.session.flush()
     return ids
 
 
@@ -198,9 +194,8 @@ def _prepare(delivery_ids: list[int]) -> list[_Request]:
     return requests
 
 
-def _record(results: list[tuple[int, delivery.Attempt]], now: datetime) -> list[str]:
+def _record(results: list[tuple[int, delivery.Attempt]], now: datetime, settings: Settings) -> list[str]:
     """Write down a batch of answers in one transaction: each delivery's, and its endpoint's health."""
-    config = current_app.config
     rows = {row.id: row for row in db.session.scalars(
         select(WebhookDelivery).where(WebhookDelivery.id.in_([delivery_id for delivery_id, _ in results])))}
     endpoints = {endpoint.id: endpoint for endpoint in db.session.scalars(for_update(
@@ -221,31 +216,26 @@ def _record(results: list[tuple[int, delivery.Attempt]], now: datetime) -> list[
             outcomes.append("delivered")
             continue
         endpoint.consecutive_failures += 1
-        endpoint.failing = endpoint.consecutive_failures >= config["WEBHOOK_FAILING_AFTER"]
-        if row.attempts >= config["WEBHOOK_MAX_ATTEMPTS"]:
+        endpoint.failing = endpoint.consecutive_failures >= settings.webhook_failing_after
+        if row.attempts >= settings.webhook_max_attempts:
             row.status = "failed"
             outcomes.append("failed")
         else:
             row.next_attempt_at = now + delivery.backoff(row.attempts, _rng)
             outcomes.append("retrying")
-    db.session.commit()
+    db.session.flush()
     return outcomes
 
 
-def purge_delivered(now: datetime, *, batch_size: int = 1000, keep_going: KeepGoing = always) -> dict[str, int]:
-    """Forget events past retention whose deliveries are all done, with those deliveries."""
-    cutoff = now - timedelta(days=current_app.config["WEBHOOK_RETENTION_DAYS"])
-    purged = 0
-    while keep_going():
-        open_deliveries = select(WebhookDelivery.event_id).where(WebhookDelivery.status == "pending")
-        ids = db.session.scalars(select(OutboxEvent.id).where(
+def purge_delivered(now: datetime, *, retention: timedelta, batch_size: int = 1000) -> Batches:
+    """Forget events older than `retention` whose deliveries are all done, with those deliveries, a batch at a
+    time."""
+    cutoff = now - retention
+    open_deliveries = select(WebhookDelivery.event_id).where(WebhookDelivery.status == "pending")
+    while ids := db.session.scalars(select(OutboxEvent.id).where(
             OutboxEvent.dispatched_at.is_not(None), OutboxEvent.created_at < cutoff,
-            OutboxEvent.id.not_in(open_deliveries)).order_by(OutboxEvent.id).limit(batch_size)).all()
-        if not ids:
-            return {"purged": purged}
+            OutboxEvent.id.not_in(open_deliveries)).order_by(OutboxEvent.id).limit(batch_size)).all():
         db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(ids)))
         db.session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
-        db.session.commit()
-        purged += len(ids)
-    return {"purged": purged}
+        yield {"purged": len(ids)}
 

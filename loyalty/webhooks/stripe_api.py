@@ -10,22 +10,23 @@ import logging
 from typing import Any
 
 import stripe
-from flask import current_app
+
+from loyalty.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def _client() -> stripe.StripeClient | None:
-    key = current_app.config["STRIPE_API_KEY"]
+def _client(settings: Settings) -> stripe.StripeClient | None:
+    key = settings.stripe_api_key
     if not key:
         return None
-    base = current_app.config.get("STRIPE_API_BASE")  # tests point it at a local server
+    base = settings.stripe_api_base
     return stripe.StripeClient(key, base_addresses={"api": base} if base else None, max_network_retries=1)
 
 
-def session_lines(session_id: str) -> list[dict[str, Any]] | None:
+def session_lines(session_id: str, settings: Settings) -> list[dict[str, Any]] | None:
     """The session's line items as order lines (sku = the product, amounts before tax), or None."""
-    client = _client()
+    client = _client(settings)
     if client is None:
         return None
     try:

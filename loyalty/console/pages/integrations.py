@@ -7,7 +7,9 @@ them (201), and never written to the session: a flash message would put them in 
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request
+from datetime import timedelta
+
+from flask import render_template, request
 from flask_login import current_user
 
 from loyalty.auth import service as auth
@@ -20,6 +22,7 @@ from loyalty.console.forms import attempt, form_data, page_args, submitted
 from loyalty.console.views import done, render_form
 from loyalty.errors import Problem
 from loyalty.events import EVENT_TYPES
+from loyalty.settings import settings
 from loyalty.webhooks import inbound, outbound
 from loyalty.webhooks.models import WebhookEndpoint
 from loyalty.webhooks.schemas import DeliveryArgsSchema, EndpointCreateSchema, StripeEventArgsSchema
@@ -47,7 +50,8 @@ def webhooks():
 def webhooks_new():
     if request.method == "GET":
         return _endpoint_form(values={"event_types": []})
-    endpoint, problem = attempt(lambda: outbound.create_endpoint(form_data(EndpointCreateSchema())))
+    endpoint, problem = attempt(lambda: outbound.create_endpoint(form_data(EndpointCreateSchema()),
+                                                                   allow_private=settings().webhook_allow_private_urls))
     if problem:
         return _endpoint_form(values=submitted(["event_types"]), problem=problem)
     # The secret is in this answer only; the page is no-store, like every console page.
@@ -80,7 +84,7 @@ def webhooks_edit(endpoint_id: str):
         # A form leaves out what is blank or unticked: here that means "no description" and "every type".
         changes.setdefault("description", None)
         changes.setdefault("event_types", [])
-        return outbound.update_endpoint(endpoint, changes)
+        return outbound.update_endpoint(endpoint, changes, allow_private=settings().webhook_allow_private_urls)
 
     _, problem = attempt(update)
     if problem:
@@ -113,16 +117,18 @@ def stripe_events():
     status = request.args.get("status", "")
     moment = now()
     filters = {"overdue": True} if status == "overdue" else form_data(StripeEventArgsSchema(), {"status": status})
-    page = inbound.list_events(now=moment, **{**filters, **page_args()})
+    hours = settings().stripe_waiting_overdue_hours
+    page = inbound.list_events(now=moment, overdue_after=timedelta(hours=hours), **{**filters, **page_args()})
     return render_template("console/stripe_events/list.html", title="Stripe events", page=page, status=status,
-                           status_options=STRIPE_STATUS_OPTIONS, attention=inbound.needing_attention(moment),
-                           overdue_hours=current_app.config["STRIPE_WAITING_OVERDUE_HOURS"])
+                           status_options=STRIPE_STATUS_OPTIONS,
+                           attention=inbound.needing_attention(moment, timedelta(hours=hours)), overdue_hours=hours)
 
 
 @console.post("/stripe-events/<string:event_id>/retry", endpoint="stripe_events_retry")
 @staff_page(ADMINS)
 def stripe_events_retry(event_id: str):
-    event, problem = attempt(lambda: inbound.retry(event_id, now()))
+    overdue_after = timedelta(hours=settings().stripe_waiting_overdue_hours)
+    event, problem = attempt(lambda: inbound.retry(event_id, now(), overdue_after))
     if problem:
         raise problem
     return done(f"Stripe event {event_id} tried again: {event.status}. {event.detail or ''}".strip(),
