@@ -673,6 +673,7 @@ def _plan_nodes(plan: dict) -> list[dict]:
     return nodes
 
 
+@pytest.mark.slow
 def test_the_liability_is_read_from_an_index_at_a_million_members(pg):
     """A million members and their seven accounts, bulk-inserted; two in three hold points. The index is
     built after the load, as the migration builds it on a live table; VACUUM sets the visibility map, without
