@@ -279,6 +279,21 @@ def runner(app: Flask):
     return app.test_cli_runner()
 
 
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """`environ(LOYALTY_X="1", ...)`: the process environment holds these of the app's variables (`LOYALTY_*`,
+    `DATABASE_URL`) and no other, until the test ends."""
+    for name in list(os.environ):
+        if name.startswith("LOYALTY_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+
+    def set_variables(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables
+
+
 class StoppedClock:
     """The app's clock, standing still until the test moves it."""
 
