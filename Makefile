@@ -1,4 +1,5 @@
-# `make run` serves the app on SQLite with a demo program; `make test` runs the whole suite.
+# `make run` serves the app on SQLite with a demo program; `make test` runs the suite but its `slow` tests,
+# `make test-all` all of it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint fuzz migrate seed serve clean chromium bench bench-workers bench-scale bench-ledger bench-worker \
+.PHONY: run test test-all lint fuzz migrate seed serve clean chromium bench bench-workers bench-scale bench-ledger bench-worker \
 	bench-reports bench-profile bench-inactivity
 
 $(BIN)/python:
@@ -37,11 +38,20 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 chromium:
 	@test -x $(CHROMIUM) || { echo "Installing Debian's chromium for the browser tests"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "No Chromium at $(CHROMIUM) for the browser tests: apt-get install chromium," \
+		"or name one in LOYALTY_CHROMIUM" >&2; exit 1; }
 
-# One pytest worker per core (pytest-xdist); each has a database of its own.
+# One pytest worker per core (pytest-xdist); each has a database of its own. PostgreSQL's tests use the
+# machine's server (127.0.0.1:5432, user postgres) and skip, saying why, when none answers; `.ci/run` requires it.
 PYTEST_ARGS ?= -n auto
 
+# Every behaviour but the `slow` tests (the million-row report, the browser): a few minutes.
 test: $(VENV)/.installed-dev chromium
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Everything, the `slow` tests too.
+test-all: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

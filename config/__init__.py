@@ -1,19 +1,25 @@
 """Configuration per environment, overridden by the process environment.
 
 `LOYALTY_ENV` picks the class (development, testing, production). `DATABASE_URL`
-sets the database; any `LOYALTY_<NAME>` sets `<NAME>` (JSON values such as numbers
-and booleans are decoded, anything else is taken as a string).
+sets the database; any `LOYALTY_<NAME>` sets `<NAME>`, read by Flask's
+`Config.from_prefixed_env`: JSON values such as numbers, booleans and lists are
+decoded, anything else is taken as a string, and `LOYALTY_<NAME>__<KEY>` sets one
+key of a dict setting (`LOYALTY_SQLALCHEMY_ENGINE_OPTIONS__pool_size=20`).
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+from flask import Config as Settings
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = ROOT_DIR / "instance"
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
 
 
@@ -101,9 +107,10 @@ class Config:
     # Served from the swagger_ui_bundle package, so /docs needs no network.
     OPENAPI_SWAGGER_UI_URL = "/docs/assets/"
 
-    def validate(self) -> None:
+    @staticmethod
+    def validate(settings: Mapping[str, Any]) -> None:
         """Refuse settings that must never reach a running service."""
-        _check_timezone(self.PROGRAM_TIMEZONE)
+        _check_timezone(settings["PROGRAM_TIMEZONE"])
 
 
 class DevelopmentConfig(Config):
@@ -126,20 +133,22 @@ class ProductionConfig(Config):
     REMEMBER_COOKIE_SECURE = True
     WEBHOOK_ALLOW_PRIVATE_URLS = False
 
-    def validate(self) -> None:
-        super().validate()
-        if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY:
+    @staticmethod
+    def validate(settings: Mapping[str, Any]) -> None:
+        Config.validate(settings)
+        secret_key, metrics_token = settings["SECRET_KEY"], settings["METRICS_TOKEN"]
+        if not secret_key or secret_key == DEFAULT_SECRET_KEY:
             raise RuntimeError("LOYALTY_SECRET_KEY must be set to a secret of your own in production")
-        if len(self.SECRET_KEY) < 32:
+        if len(secret_key) < 32:
             raise RuntimeError("LOYALTY_SECRET_KEY must be at least 32 characters long")
-        if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 32:
+        if metrics_token and len(metrics_token) < 32:
             raise RuntimeError("LOYALTY_METRICS_TOKEN must be at least 32 characters long")
 
 
-def check_shared_rate_limits(config: Config, workers: int) -> None:
+def check_shared_rate_limits(settings: Mapping[str, Any], workers: int) -> None:
     """Refuse several production workers that would each keep their own login throttle (gunicorn.conf.py)."""
-    storage = str(config.RATELIMIT_STORAGE_URI)
-    if config.ENV_NAME == "production" and workers > 1 and storage.startswith("memory://"):
+    storage = str(settings["RATELIMIT_STORAGE_URI"])
+    if settings["ENV_NAME"] == "production" and workers > 1 and storage.startswith("memory://"):
         raise RuntimeError(f"LOYALTY_RATELIMIT_STORAGE_URI is {storage!r}, which each of the {workers} workers keeps "
                            f"apart, letting {workers} times the login limit through: set it to a shared store such "
                            f"as redis://127.0.0.1:6379/0, or run one worker")
@@ -164,30 +173,32 @@ CONFIGS: dict[str, type[Config]] = {
 }
 
 
-def _decode(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+_SECRETS = ("SECRET", "SECRET_KEY", "API_KEY", "TOKEN")
 
 
-def load_config(name: str | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Build the configuration for `name` (default: `LOYALTY_ENV`, else development)."""
-    environ = dict(os.environ if environ is None else environ)
-    name = name or environ.get("LOYALTY_ENV") or "development"
+def load_config(name: str | None = None) -> Settings:
+    """The settings for `name` (default: `LOYALTY_ENV`, else development): its class's defaults, then the
+    process environment's `LOYALTY_*` variables and `DATABASE_URL`; refused when unfit to run."""
+    name = name or os.environ.get("LOYALTY_ENV") or "development"
     if name not in CONFIGS:
         raise RuntimeError(f"unknown LOYALTY_ENV {name!r}; expected one of {', '.join(CONFIGS)}")
-    config = CONFIGS[name]()
-    for key, raw in environ.items():
-        if key.startswith("LOYALTY_") and key != "LOYALTY_ENV":
-            setting = key.removeprefix("LOYALTY_")
-            # Secrets stay strings even when they look like JSON numbers.
-            value = raw if setting.endswith(("SECRET", "SECRET_KEY", "API_KEY", "TOKEN")) else _decode(raw)
-            setattr(config, setting, value)
-    if environ.get("DATABASE_URL"):
-        config.SQLALCHEMY_DATABASE_URI = normalise_database_url(environ["DATABASE_URL"])
-    config.validate()
-    return config
+    settings = Settings(str(ROOT_DIR))
+    settings.from_object(CONFIGS[name])
+    # A copy of the class's dicts and lists: `LOYALTY_X__KEY` sets a key in place, which must not reach the class.
+    settings.update(copy.deepcopy(dict(settings)))
+    settings.from_prefixed_env("LOYALTY")
+    # Where Flask's reading differs from ours, three small steps:
+    # - LOYALTY_ENV picks the class above; it is no setting (Flask would store it as ENV).
+    settings.pop("ENV", None)
+    # - Flask decodes every value as JSON: a secret made of digits would become a number. Secrets stay strings.
+    for key, raw in os.environ.items():
+        if key.startswith("LOYALTY_") and key.endswith(_SECRETS) and "__" not in key:
+            settings[key.removeprefix("LOYALTY_")] = raw
+    # - DATABASE_URL is the name every host and platform uses for the database, so it carries no prefix.
+    if os.environ.get("DATABASE_URL"):
+        settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["DATABASE_URL"])
+    CONFIGS[name].validate(settings)
+    return settings
 
 
 def normalise_database_url(url: str) -> str:

@@ -26,7 +26,7 @@ def create_app(config_name: str | None = None, overrides: dict[str, Any] | None 
     """Build the app for `config_name` (default: `LOYALTY_ENV`); `overrides` win over everything."""
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.json = BoundedJSONProvider(app)
-    app.config.from_object(load_config(config_name))
+    app.config.update(load_config(config_name))
     app.config.update(overrides or {})
     settings.init_app(app)
     if app.config["PROXY_COUNT"]:

@@ -37,12 +37,12 @@ def live_server(app: Flask) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def browser():
-    """Headless Chromium. Missing Chromium fails the tests: `.ci/run` installs it."""
+    """Headless Chromium. Missing Chromium fails the tests: `make test-all` (and `make chromium`) installs it."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM} (`make test` installs it: apt-get install chromium)",
-                    pytrace=False)
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `make chromium` installs Debian's (apt-get install "
+                    f"chromium), or LOYALTY_CHROMIUM names another", pytrace=False)
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
     with sync_playwright() as playwright:

@@ -1,5 +1,13 @@
 """Fixtures: one migrated database per run (SQLite by default, PostgreSQL when DATABASE_URL
-names it), emptied after every test, and helpers to act as each kind of caller."""
+names it), each test inside a transaction rolled back after it, and helpers to act as each kind of caller.
+
+Isolation: every test runs in an outer transaction on one connection; each session the code under test
+opens (a request's, a job's, a CLI command's, a test's own `in_app()`) joins it through a SAVEPOINT, so
+its commit releases the savepoint and its rollback undoes only its own work, and the test's end rolls
+everything back. A test whose writes must be seen by other connections (threads racing on the suite's
+database, a live server, other processes) is marked `real_commits`: it commits for real and the tables
+are emptied after it. Tests that use `live_server` are marked so by themselves.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +20,10 @@ from itertools import count
 
 import flask_migrate
 import pytest
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, func, inspect, select, text
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy import Connection, create_engine, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -29,6 +38,14 @@ from tests.browser import browser, desktop, live_server, phone  # noqa: F401 - f
 
 PASSWORD = "correct horse battery"
 _serial = count(1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that drives the browser is `slow`: Chromium takes seconds a page."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def _refuse_unless_a_test_database(url: str) -> None:
@@ -138,22 +155,38 @@ def _postgres_server_url() -> str:
     return "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+def required(service: str) -> bool:
+    """Whether a missing `service` fails the tests that need it (`.ci/run` sets LOYALTY_REQUIRE_POSTGRES and
+    LOYALTY_REQUIRE_REDIS) rather than skipping them, as it does on a machine without it."""
+    return os.environ.get(f"LOYALTY_REQUIRE_{service.upper()}", "") not in {"", "0"}
+
+
+def missing(service: str, why: str) -> None:
+    """Skip the test for want of `service`, or fail it where the service is required."""
+    if required(service):
+        pytest.fail(f"{why} ({service} is required here: LOYALTY_REQUIRE_{service.upper()} is set)", pytrace=False)
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def pg_app() -> Iterator[Flask]:
     """An app on a fresh, migrated PostgreSQL database of its own, for locking and concurrency tests.
 
-    These tests need real row locks, so they fail (never skip) when PostgreSQL cannot be reached.
+    These tests need real row locks: without a PostgreSQL server they skip, saying why, except where
+    LOYALTY_REQUIRE_POSTGRES is set (`.ci/run`), where they fail.
     """
     server = make_url(_postgres_server_url())
     name = f"loyalty_test_pg_{os.getpid()}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT",
+                          connect_args={"connect_timeout": 5})
     try:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as error:
-        pytest.fail(f"PostgreSQL is required for concurrency tests and is not reachable at "
-                    f"{server.render_as_string()}: {error}", pytrace=False)
+        admin.dispose()
+        missing("postgres", f"no PostgreSQL server answers at {server.render_as_string()} for the locking and "
+                            f"concurrency tests: {str(error).strip().splitlines()[0]}")
     url = server.set(database=name).render_as_string(hide_password=False)
     # One connection per racing thread.
     engine_options = {"pool_size": 40, "max_overflow": 8, "pool_pre_ping": True}
@@ -178,14 +211,52 @@ def pg(pg_app: Flask) -> Iterator[Flask]:
             empty_all_tables(connection)
 
 
+# The connection whose outer transaction each app's sessions join, while a test runs in one.
+_outer_connections: dict[Flask, Connection] = {}
+
+
+class _SessionJoiningTheTestsTransaction(FlaskSession):
+    """flask-sqlalchemy's session, bound to the test's connection when its app has one: flask-sqlalchemy's
+    own `get_bind` always answers the app's engine, which would open a connection of its own."""
+
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+        if bind is None and has_app_context():
+            outer = _outer_connections.get(current_app._get_current_object())
+            if outer is not None:
+                return outer
+        return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+
+
+# Every session `db.session` makes: a commit inside the test's transaction releases a SAVEPOINT instead.
+db.session.session_factory.class_ = _SessionJoiningTheTestsTransaction
+db.session.session_factory.configure(join_transaction_mode="create_savepoint")
+
+
 @pytest.fixture(autouse=True)
-def _clean_database(app: Flask) -> Iterator[None]:
-    yield
+def _isolated(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
+    """Each test inside a transaction rolled back after it; `real_commits` tests emptied after them instead."""
+    if request.node.get_closest_marker("real_commits") or "live_server" in request.fixturenames:
+        yield
+        with app.app_context():
+            db.session.remove()
+            with db.engine.begin() as connection:
+                empty_all_tables(connection)
+        limiter.reset()
+        return
     with app.app_context():
-        db.session.remove()
-        with db.engine.begin() as connection:
-            empty_all_tables(connection)
-    limiter.reset()
+        connection = db.engine.connect()
+    # SQLite: the app's "begin" listener makes this BEGIN IMMEDIATE; the sessions' SAVEPOINTs nest inside.
+    transaction = connection.begin()
+    _outer_connections[app] = connection
+    try:
+        yield
+    finally:
+        del _outer_connections[app]
+        with app.app_context():
+            db.session.remove()
+        transaction.rollback()
+        connection.close()
+        limiter.reset()
 
 
 @pytest.fixture
@@ -206,6 +277,21 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """`environ(LOYALTY_X="1", ...)`: the process environment holds these of the app's variables (`LOYALTY_*`,
+    `DATABASE_URL`) and no other, until the test ends."""
+    for name in list(os.environ):
+        if name.startswith("LOYALTY_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+
+    def set_variables(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+
+    return set_variables
 
 
 class StoppedClock:
@@ -340,7 +426,7 @@ def row_counts(app: Flask) -> Callable[[], dict[str, int]]:
 
     def counts() -> dict[str, int]:
         with app.app_context():
-            names = inspect(db.engine).get_table_names()
+            names = inspect(db.session.connection()).get_table_names()
             tables = [t for t in db.metadata.sorted_tables if t.name in names]
             return {t.name: db.session.scalar(select(func.count()).select_from(t)) for t in tables}
 

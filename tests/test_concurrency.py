@@ -2,11 +2,14 @@
 
 import threading
 
+import pytest
+
 from tests.conftest import PASSWORD, assert_problem
 
 RACERS = 6
 
 
+@pytest.mark.real_commits  # threads, each with a connection of its own
 def test_concurrent_signups_with_one_email_create_exactly_one_member(app, row_counts):
     barrier = threading.Barrier(RACERS)
     responses = []

@@ -599,6 +599,7 @@ def test_every_unit_of_work_checks_the_caller_before_it_claims_a_key(app):
     assert misordered == []
 
 
+@pytest.mark.real_commits  # threads, each with a connection of its own
 def test_the_quote_a_post_that_is_no_unit_of_work_changes_nothing(app, make_api_key, member, coupon, row_counts,
                                                                   stored_keys):
     _give(app, member, 500)
@@ -668,6 +669,7 @@ def test_8_concurrent_retries_of_an_order_on_postgresql_answer_one_answer_and_ea
     assert _counts(pg) == (1, 1, 1)
 
 
+@pytest.mark.real_commits  # threads, each with a connection of its own
 def test_8_concurrent_retries_of_an_order_on_the_suites_database_answer_one_answer_and_earn_once(app):
     responses = _order_race(app)
 

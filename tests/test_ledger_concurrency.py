@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -164,6 +165,7 @@ def test_the_same_hold_retried_concurrently_holds_once(pg):
     assert (balances.available, balances.held) == (40, 60)
 
 
+@pytest.mark.real_commits  # threads, each with a connection of its own
 def test_racing_holds_on_the_suites_database_never_overdraw(app):
     """On the embedded SQLite default, IMMEDIATE transactions queue the writers instead."""
     member = setup_member(app, {"points": 100})

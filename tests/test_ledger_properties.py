@@ -60,6 +60,9 @@ from loyalty.members import service as members
 from loyalty.members.models import Member
 from tests.conftest import empty_all_tables, unique_email
 
+# Each example starts from an empty database, emptied on a connection of its own (`empty_database`).
+pytestmark = pytest.mark.real_commits
+
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 MEMBERS = 3

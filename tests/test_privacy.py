@@ -740,6 +740,7 @@ def test_erasing_a_member_who_already_erased_themselves_answers_their_erasure(st
     assert (response.get_json()["points_forfeited"], response.get_json()["redemptions_released"]) == (540, [story.held])
 
 
+@pytest.mark.real_commits  # threads, each with a connection of its own
 def test_erasures_at_once_forfeit_once_and_answer_alike(app, story, make_api_key, in_app):
     headers = bearer(make_api_key("admin"))
     racers = 4

@@ -638,16 +638,17 @@ def test_the_database_puts_every_moment_of_the_window_in_its_own_bucket(in_app, 
 
 
 @pytest.mark.parametrize("name", ["Mars/Olympus", "../../etc/passwd", "", 8])
-def test_an_unknown_program_time_zone_is_refused_at_startup(name):
+def test_an_unknown_program_time_zone_is_refused_at_startup(name, environ):
+    environ(LOYALTY_PROGRAM_TIMEZONE=json.dumps(name) if isinstance(name, int) else name)
     with pytest.raises(RuntimeError, match="LOYALTY_PROGRAM_TIMEZONE"):
-        load_config("testing", environ={"LOYALTY_PROGRAM_TIMEZONE": json.dumps(name) if isinstance(name, int)
-                                        else name})
+        load_config("testing")
 
 
-def test_the_program_time_zone_is_utc_by_default_and_read_from_the_environment():
-    assert load_config("testing", environ={}).PROGRAM_TIMEZONE == "UTC"
-    assert load_config("testing", environ={"LOYALTY_PROGRAM_TIMEZONE": "Asia/Shanghai"}).PROGRAM_TIMEZONE == \
-        "Asia/Shanghai"
+def test_the_program_time_zone_is_utc_by_default_and_read_from_the_environment(environ):
+    environ()
+    assert load_config("testing")["PROGRAM_TIMEZONE"] == "UTC"
+    environ(LOYALTY_PROGRAM_TIMEZONE="Asia/Shanghai")
+    assert load_config("testing")["PROGRAM_TIMEZONE"] == "Asia/Shanghai"
 
 
 # --- the liability's plan on PostgreSQL at 1,000,000 members ---------------------------------------------------
@@ -673,6 +674,7 @@ def _plan_nodes(plan: dict) -> list[dict]:
     return nodes
 
 
+@pytest.mark.slow
 def test_the_liability_is_read_from_an_index_at_a_million_members(pg):
     """A million members and their seven accounts, bulk-inserted; two in three hold points. The index is
     built after the load, as the migration builds it on a live table; VACUUM sets the visibility map, without

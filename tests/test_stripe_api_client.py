@@ -116,6 +116,7 @@ def test_without_an_api_key_nothing_is_fetched(app, client, make_member, stripe_
     assert stripe_api.seen == []
 
 
+@pytest.mark.real_commits  # counts the engine's real transactions, which a test's SAVEPOINTs would hide
 def test_stripe_is_called_before_any_database_transaction_begins(app, client, make_member, open_transactions,
                                                                  earning):
     member_id = make_member()["id"]

@@ -647,6 +647,7 @@ def test_a_payment_after_the_hold_was_released_takes_the_points_again(client, ap
     assert redeemed(app, shopper) == POINTS
 
 
+@pytest.mark.real_commits  # threads, each with a connection of its own
 def test_a_payment_after_the_hold_was_released_records_a_problem_when_the_points_are_gone(client, app, member,
                                                                                           now):
     shopper = member()
